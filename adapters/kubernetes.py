@@ -1,0 +1,111 @@
+"""Kubernetes objects behind a small interface: server-side apply under one field manager, list, delete, status.
+
+Server-side apply makes every write idempotent and GitOps-friendly (fields Plinth does not manage are left to their
+owners); 404 on delete and "already gone" are success. Every call is counted, timed and traced in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from plinth.operator.metrics import Metrics
+from plinth.operator.tracing import tracer
+
+Manifest = dict[str, Any]
+_T = TypeVar("_T")
+ADAPTER = "kubernetes"
+
+
+class KubernetesObjects(Protocol):
+    """What reconcilers may do with Kubernetes objects."""
+
+    def apply(self, manifest: Manifest) -> Manifest: ...
+
+    def list(self, api_version: str, kind: str, *, namespace: str | None = None,
+             label_selector: str | None = None) -> list[Manifest]: ...
+
+    def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> bool: ...
+
+    def patch_status(self, api_version: str, kind: str, name: str, status: dict[str, Any], *,
+                     namespace: str | None = None) -> None: ...
+
+
+def load_config() -> client.ApiClient:
+    """Credentials from in-cluster service account, else the current kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class DynamicKubernetes:
+    """``KubernetesObjects`` on the Kubernetes dynamic client (discovery is cached per process)."""
+
+    def __init__(self, api_client: client.ApiClient, metrics: Metrics, field_manager: str) -> None:
+        self._client = DynamicClient(api_client)
+        self._metrics = metrics
+        self._field_manager = field_manager
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self._client.resources.get(api_version=api_version, kind=kind)
+
+    @contextmanager
+    def _call(self, operation: str) -> Iterator[None]:
+        started = time.perf_counter()
+        result = "ok"
+        with tracer().start_as_current_span(f"{ADAPTER}.{operation}"):
+            try:
+                yield
+            except Exception:
+                result = "error"
+                raise
+            finally:
+                self._metrics.adapter_requests.labels(ADAPTER, operation, result).inc()
+                self._metrics.adapter_duration.labels(ADAPTER, operation).observe(time.perf_counter() - started)
+
+    def _run(self, operation: str, action: Callable[[], _T]) -> _T:
+        with self._call(operation):
+            return action()
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        meta = manifest["metadata"]
+        result = self._run("apply", lambda: resource.server_side_apply(
+            body=manifest, name=meta["name"], namespace=meta.get("namespace"),
+            field_manager=self._field_manager, force_conflicts=True,
+        ))
+        applied: Manifest = result.to_dict()
+        return applied
+
+    def list(self, api_version: str, kind: str, *, namespace: str | None = None,
+             label_selector: str | None = None) -> list[Manifest]:
+        resource = self._resource(api_version, kind)
+        result = self._run("list", lambda: resource.get(namespace=namespace, label_selector=label_selector))
+        items: list[Manifest] = result.to_dict()["items"]
+        return items
+
+    def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> bool:
+        resource = self._resource(api_version, kind)
+        try:
+            self._run("delete", lambda: resource.delete(name=name, namespace=namespace))
+        except (NotFoundError, ApiException) as err:
+            if getattr(err, "status", None) == 404:
+                return False
+            raise
+        return True
+
+    def patch_status(self, api_version: str, kind: str, name: str, status: dict[str, Any], *,
+                     namespace: str | None = None) -> None:
+        resource = self._resource(api_version, kind)
+        body = {"status": status}
+        self._run("patch_status", lambda: resource.status.patch(
+            body=body, name=name, namespace=namespace, content_type="application/merge-patch+json"))

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make dev`, after the local control plane is up: install the CRDs, start the operator, apply the samples.
+set -euo pipefail
+dir=$1 bin=$2
+root=$(cd "$(dirname "$0")/.." && pwd)
+export KUBECONFIG=$dir/kubeconfig
+kubectl=$bin/kubectl
+
+$kubectl apply --server-side --field-manager=plinth-dev -k "$root/crds" >/dev/null
+$kubectl wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=plinth >/dev/null
+
+if [ -f "$dir/operator.pid" ] && kill -0 "$(cat "$dir/operator.pid")" 2>/dev/null; then
+  echo "operator already running (pid $(cat "$dir/operator.pid"))"
+else
+  nohup "$bin/plinth" run --metrics-port "${PLINTH_METRICS_PORT:-8080}" >"$dir/operator.log" 2>&1 &
+  echo $! >"$dir/operator.pid"
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:${PLINTH_METRICS_PORT:-8080}/healthz" >/dev/null 2>&1 && break
+    kill -0 "$(cat "$dir/operator.pid")" || { echo "the operator exited; see $dir/operator.log" >&2; exit 1; }
+    sleep 0.2
+  done
+fi
+
+$kubectl create namespace plinth-samples --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
+$kubectl label namespace plinth-samples plinth.dev/team=shop --overwrite >/dev/null
+$kubectl apply --server-side --field-manager=plinth-dev -n plinth-samples -f "$root/crds/samples" 
+
+cat <<MSG
+
+Plinth is running.
+  export KUBECONFIG=$KUBECONFIG
+  kubectl get plinth -A                 # every Plinth resource
+  kubectl get nsq                       # NamespaceQuotas and their status
+  operator log: $dir/operator.log       metrics: http://127.0.0.1:${PLINTH_METRICS_PORT:-8080}/metrics
+Stop everything with: make dev-down
+MSG

@@ -1,0 +1,33 @@
+package main
+
+// The Kubernetes components run as child processes of the same binary (multi-call), each through upstream's own
+// cobra command and cli.Run. Separate processes keep the global feature-gate registry, logging setup and signal
+// handlers of each component apart (running them in one process panics on the second signal handler), at the cost
+// of a little memory.
+
+import (
+	_ "time/tzdata" // CronJob time zones, as upstream's mains do
+
+	"github.com/spf13/cobra"
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"          // JSON log format
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics
+	_ "k8s.io/component-base/metrics/prometheus/version"  // version metric
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+)
+
+// components maps a multi-call name to the upstream command that implements it.
+var components = map[string]func() *cobra.Command{
+	"kube-apiserver":          func() *cobra.Command { return apiserver.NewAPIServerCommand() },
+	"kube-controller-manager": func() *cobra.Command { return controllermanager.NewControllerManagerCommand() },
+	"kube-scheduler":          func() *cobra.Command { return scheduler.NewSchedulerCommand() },
+}
+
+// runComponent runs one upstream component with the given arguments and returns its exit code.
+func runComponent(name string, args []string) int {
+	cmd := components[name]()
+	cmd.SetArgs(args)
+	return cli.Run(cmd)
+}

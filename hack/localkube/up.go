@@ -1,0 +1,369 @@
+package main
+
+// `localkube up` runs one whole local control plane and supervises it until SIGINT/SIGTERM: embedded etcd in this
+// process, kube-apiserver, kube-controller-manager and kube-scheduler as child processes of this same binary, and
+// the node simulator in this process. Children get a parent-death signal, so killing the supervisor (even with
+// SIGKILL) never leaves a component behind. Everything lives under --dir: a fresh etcd data dir and PKI on every
+// start, logs/, kubeconfig, and state.json (written last, once the cluster is usable).
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+type upOptions struct {
+	dir        string
+	nodes      int
+	nodeCPU    string
+	nodeMemory string
+	nodePods   int
+	verbosity  int
+}
+
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// state is what `plinth cluster` reads to find and stop the cluster.
+type state struct {
+	PID        int            `json:"pid"`
+	Server     string         `json:"server"`
+	Kubeconfig string         `json:"kubeconfig"`
+	Ports      map[string]int `json:"ports"`
+	Children   map[string]int `json:"children"`
+	Nodes      []string       `json:"nodes"`
+	Version    string         `json:"version"`
+}
+
+func runUp(args []string) int {
+	opts := upOptions{}
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.StringVar(&opts.dir, "dir", "", "directory for this cluster's data, PKI, logs and kubeconfig (required)")
+	fs.IntVar(&opts.nodes, "nodes", 1, "number of simulated nodes")
+	fs.StringVar(&opts.nodeCPU, "node-cpu", "32", "allocatable CPU of each simulated node")
+	fs.StringVar(&opts.nodeMemory, "node-memory", "64Gi", "allocatable memory of each simulated node")
+	fs.IntVar(&opts.nodePods, "node-pods", 250, "allocatable pods of each simulated node")
+	fs.IntVar(&opts.verbosity, "v", 0, "log verbosity of the Kubernetes components")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if opts.dir == "" {
+		fmt.Fprintln(os.Stderr, "localkube up: --dir is required")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := up(ctx, opts); err != nil {
+		fmt.Fprintf(os.Stderr, "localkube up: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func up(ctx context.Context, opts upOptions) (err error) {
+	dir, err := filepath.Abs(opts.dir)
+	if err != nil {
+		return err
+	}
+	statePath := filepath.Join(dir, "state.json")
+	_ = os.Remove(statePath)
+	for _, sub := range []string{"etcd", "pki"} {
+		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+			return err
+		}
+	}
+	logDir := filepath.Join(dir, "logs")
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return err
+	}
+	defer os.Remove(statePath)
+
+	ports := map[string]int{}
+	for _, name := range []string{"etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler"} {
+		if ports[name], err = freePort(); err != nil {
+			return err
+		}
+	}
+	certs, err := newPKI(filepath.Join(dir, "pki"))
+	if err != nil {
+		return fmt.Errorf("generating PKI: %w", err)
+	}
+	server := fmt.Sprintf("https://127.0.0.1:%d", ports["apiserver"])
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(kubeconfig, server, certs); err != nil {
+		return err
+	}
+
+	etcd, err := startEtcd(filepath.Join(dir, "etcd"), filepath.Join(logDir, "etcd.log"), ports)
+	if err != nil {
+		return fmt.Errorf("starting etcd: %w", err)
+	}
+	defer etcd.Close()
+
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var children []*child
+	defer func() { stopChildren(children) }()
+	v := strconv.Itoa(opts.verbosity)
+
+	apiserver, err := startChild(exe, "kube-apiserver", logDir,
+		"--etcd-servers="+fmt.Sprintf("http://127.0.0.1:%d", ports["etcd-client"]),
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(ports["apiserver"]),
+		"--cert-dir="+certs.dir,
+		"--tls-cert-file="+certs.serverCert, "--tls-private-key-file="+certs.serverKey,
+		"--client-ca-file="+certs.caCert,
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+certs.saPub, "--service-account-signing-key-file="+certs.saKey,
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--authorization-mode=Node,RBAC",
+		"--allow-privileged=true",
+		"--profiling=false",
+		// Loopback is not a routable address for the kubernetes Service endpoints; nothing in-cluster dials it.
+		"--endpoint-reconciler-type=none",
+		"--v="+v,
+	)
+	if err != nil {
+		return err
+	}
+	children = append(children, apiserver)
+	if err := waitReady(ctx, server+"/readyz", certs, apiserver, 3*time.Minute); err != nil {
+		return fmt.Errorf("kube-apiserver did not become ready (see %s): %w", filepath.Join(logDir, "kube-apiserver.log"), err)
+	}
+
+	common := []string{
+		"--kubeconfig=" + kubeconfig, "--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1", "--v=" + v,
+	}
+	cm, err := startChild(exe, "kube-controller-manager", logDir, append(common,
+		"--secure-port="+strconv.Itoa(ports["controller-manager"]),
+		"--service-account-private-key-file="+certs.saKey,
+		"--root-ca-file="+certs.caCert,
+		"--cluster-signing-cert-file="+certs.caCert, "--cluster-signing-key-file="+certs.caKey,
+		"--use-service-account-credentials=false",
+		// A local cluster serves one client: let the controllers talk to it at full speed.
+		"--kube-api-qps=200", "--kube-api-burst=400",
+		"--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
+		"--concurrent-namespace-syncs=10", "--concurrent-gc-syncs=40",
+	)...)
+	if err != nil {
+		return err
+	}
+	children = append(children, cm)
+	sched, err := startChild(exe, "kube-scheduler", logDir, append(common,
+		"--secure-port="+strconv.Itoa(ports["scheduler"]))...)
+	if err != nil {
+		return err
+	}
+	children = append(children, sched)
+
+	sim, err := newNodeSimulator(server, certs, opts, filepath.Join(logDir, "nodesim.log"))
+	if err != nil {
+		return err
+	}
+	simErr := make(chan error, 1)
+	simCtx, cancelSim := context.WithCancel(ctx)
+	defer cancelSim()
+	go func() { simErr <- sim.Run(simCtx) }()
+	if err := sim.WaitRegistered(ctx, time.Minute); err != nil {
+		return fmt.Errorf("node simulator: %w", err)
+	}
+
+	st := state{
+		PID: os.Getpid(), Server: server, Kubeconfig: kubeconfig, Ports: ports,
+		Children: map[string]int{}, Nodes: sim.NodeNames(), Version: kubeVersion,
+	}
+	for _, c := range children {
+		st.Children[c.name] = c.cmd.Process.Pid
+	}
+	data, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.WriteFile(statePath+".tmp", data, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(statePath+".tmp", statePath); err != nil {
+		return err
+	}
+	fmt.Printf("localkube: cluster ready at %s (kubeconfig %s)\n", server, kubeconfig)
+
+	select {
+	case <-ctx.Done():
+		fmt.Println("localkube: shutting down")
+		return nil
+	case err := <-simErr:
+		return fmt.Errorf("node simulator stopped: %w", err)
+	case err := <-etcd.Err():
+		return fmt.Errorf("etcd stopped: %w", err)
+	case err := <-firstExit(children):
+		return err
+	}
+}
+
+func startEtcd(dataDir, logFile string, ports map[string]int) (*embed.Etcd, error) {
+	cfg := embed.NewConfig()
+	cfg.Name = "localkube"
+	cfg.Dir = dataDir
+	client, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports["etcd-client"]))
+	peer, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", ports["etcd-peer"]))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	// A disposable cluster: durability buys nothing, fsync costs a lot on shared disks.
+	cfg.UnsafeNoFsync = true
+	cfg.LogLevel = "warn"
+	cfg.LogOutputs = []string{logFile}
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "5m"
+	cfg.QuotaBackendBytes = 4 << 30
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case <-time.After(time.Minute):
+		e.Close()
+		return nil, errors.New("etcd did not become ready within a minute")
+	}
+}
+
+func startChild(exe, name, logDir string, args ...string) (*child, error) {
+	logFile, err := os.OpenFile(filepath.Join(logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, append([]string{name}, args...)...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, done: make(chan error, 1)}
+	go func() {
+		err := cmd.Wait()
+		logFile.Close()
+		if err == nil {
+			err = errors.New("exited")
+		}
+		c.done <- fmt.Errorf("%s stopped unexpectedly (see %s): %w", name, logFile.Name(), err)
+	}()
+	return c, nil
+}
+
+func firstExit(children []*child) <-chan error {
+	out := make(chan error, len(children))
+	for _, c := range children {
+		go func(c *child) {
+			err := <-c.done
+			c.done <- err // keep it for stopChildren
+			out <- err
+		}(c)
+	}
+	return out
+}
+
+// stopChildren stops components in reverse start order: SIGTERM, then SIGKILL after a grace period.
+func stopChildren(children []*child) {
+	for i := len(children) - 1; i >= 0; i-- {
+		c := children[i]
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.done
+		}
+	}
+}
+
+func waitReady(ctx context.Context, endpoint string, certs *pki, c *child, timeout time.Duration) error {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certs.caPEM)
+	pair, err := tls.X509KeyPair(certs.adminPEM, certs.adminKP)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+	}}
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(endpoint)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("%s answered %d", endpoint, resp.StatusCode)
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-c.done:
+			c.done <- err
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("timed out after %s: %v", timeout, last)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// writeKubeconfig writes an admin kubeconfig with everything inlined, so it stays valid when copied elsewhere.
+func writeKubeconfig(path, server string, certs *pki) error {
+	b64 := base64.StdEncoding.EncodeToString
+	content := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: plinth-local
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: plinth-admin
+  user:
+    client-certificate-data: %s
+    client-key-data: %s
+contexts:
+- name: plinth-local
+  context:
+    cluster: plinth-local
+    user: plinth-admin
+current-context: plinth-local
+`, server, b64(certs.caPEM), b64(certs.adminPEM), b64(certs.adminKP))
+	return os.WriteFile(path, []byte(content), 0o600)
+}

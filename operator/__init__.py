@@ -1,0 +1,1 @@
+"""Plinth: a Kubernetes operator serving a declarative platform API."""

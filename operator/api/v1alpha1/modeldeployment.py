@@ -1,0 +1,375 @@
+"""ModelDeployment: serve one version of a machine-learning model, optionally with a canary of the next one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from .common import (
+    SEMVER_PATTERN,
+    ApiModel,
+    DNS1123Label,
+    DNS1123Subdomain,
+    Duration,
+    LocalObjectReference,
+    ResourceList,
+    StatusBase,
+    Time,
+    cel,
+    list_map,
+    named,
+    quantity_exceeds,
+    quantity_rule,
+    validations,
+)
+
+__all__ = [
+    "MODEL_URI_PATTERN",
+    "Autoscaling",
+    "Canary",
+    "CanaryAutoPromote",
+    "CanaryRollback",
+    "EnvList",
+    "EnvVar",
+    "EnvVarSource",
+    "HistoryEntry",
+    "ModelDeploymentSpec",
+    "ModelDeploymentStatus",
+    "ModelSource",
+    "Monitoring",
+    "Outcome",
+    "Resources",
+    "Runtime",
+    "SecretKeySelector",
+    "Storage",
+]
+
+#: Where model artifacts may be fetched from.
+MODEL_URI_PATTERN = r"^(s3|gs|https|pvc|oci)://[^\s]+$"
+_ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+SemVer = Annotated[str, StringConstraints(max_length=64, pattern=SEMVER_PATTERN)]
+ModelUri = Annotated[str, StringConstraints(max_length=2048, pattern=MODEL_URI_PATTERN)]
+Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Outcome = Literal["Active", "Promoted", "RolledBack", "Superseded"]
+
+_URI_HELP = (
+    "Where the model artifact is fetched from: s3://bucket/path, gs://bucket/path, https://host/path, "
+    "pvc://claim-name/path or oci://registry/repository:tag."
+)
+_REPLICAS_XOR = "replicas and autoscaling are mutually exclusive: set one of them"
+_CANARY_SAME_VERSION = "canary.version must differ from model.version"
+_MIN_ABOVE_MAX = "minReplicas must not exceed maxReplicas"
+_REQUESTS_ABOVE_LIMITS = "requests must not exceed limits for the same resource"
+_VALUE_XOR = "set value or valueFrom, not both"
+
+
+class ModelSource(ApiModel):
+    """Which model is served and where its artifact lives."""
+
+    name: DNS1123Label = Field(
+        description=(
+            "Name of the model, e.g. fraud-scorer. Immutable: to serve another model, create another ModelDeployment."
+        ),
+        json_schema_extra=validations(
+            cel(
+                "self == oldSelf",
+                "model.name is immutable; create a new ModelDeployment to serve another model",
+                reason="FieldValueForbidden",
+            )
+        ),
+    )
+    version: SemVer = Field(
+        description=(
+            "Version of the model to serve, a semantic version without a leading v, e.g. 1.4.0 or 2.0.0-rc.1. "
+            "Changing it rolls out the new version (directly, or through canary when one is configured)."
+        ),
+    )
+    uri: ModelUri = Field(description=_URI_HELP)
+
+
+class SecretKeySelector(ApiModel):
+    """A key of a Secret in the same namespace."""
+
+    name: DNS1123Subdomain = Field(description="Name of the Secret, in the same namespace.")
+    key: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = Field(
+        description="Key within the Secret whose value is used."
+    )
+
+
+class EnvVarSource(ApiModel):
+    """Where the value of an environment variable comes from."""
+
+    secret_key_ref: SecretKeySelector = Field(description="Take the value from a key of a Secret.")
+
+
+class EnvVar(ApiModel):
+    """An environment variable of the container: a literal value, or a reference to a Secret key."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(cel("!(has(self.value) && has(self.valueFrom))", _VALUE_XOR))
+    )
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_ENV_NAME_PATTERN)] = Field(
+        description="Name of the environment variable, e.g. LOG_LEVEL."
+    )
+    value: Annotated[str, StringConstraints(max_length=32768)] | None = Field(
+        default=None, description="Literal value. Leave unset when valueFrom is used."
+    )
+    value_from: EnvVarSource | None = Field(
+        default=None, description="Take the value from a Secret instead of writing it here."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(_VALUE_XOR)
+        return self
+
+
+#: Environment of a container, merged by name by server-side apply.
+EnvList = Annotated[
+    list[EnvVar],
+    named("environment variable"),
+    Field(max_length=64, json_schema_extra=list_map("name")),
+]
+
+_ENV_HELP = "Environment variables of the container. Names are unique."
+
+
+class Runtime(ApiModel):
+    """The container that serves the model."""
+
+    image: Image = Field(description="Container image of the model server, e.g. ghcr.io/acme/model-server:2.1.")
+    port: Port = Field(default=8080, description="Port the model server listens on for inference requests.")
+    env: EnvList = Field(default_factory=list, description=_ENV_HELP)
+    args: list[Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Arguments passed to the model server, in order.",
+    )
+
+
+class Storage(ApiModel):
+    """Access to the model artifact store."""
+
+    secret_ref: LocalObjectReference | None = Field(
+        default=None,
+        description=(
+            "Secret in the same namespace with the credentials to fetch the model artifact (for example "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://)."
+        ),
+    )
+
+
+class Autoscaling(ApiModel):
+    """Horizontal autoscaling of the model server (a HorizontalPodAutoscaler)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+                _MIN_ABOVE_MAX,
+                field_path=".minReplicas",
+            )
+        )
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas to run.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most replicas to run. Must be at least minReplicas.")
+    target_cpu_utilization_percentage: int | None = Field(
+        default=None,
+        alias="targetCPUUtilizationPercentage",
+        ge=1,
+        le=1000,
+        description=(
+            "Average CPU usage, as a percentage of the CPU request, to keep replicas at. When neither target is set, "
+            "80 is used."
+        ),
+    )
+    target_memory_utilization_percentage: int | None = Field(
+        default=None,
+        alias="targetMemoryUtilizationPercentage",
+        ge=1,
+        le=1000,
+        description="Average memory usage, as a percentage of the memory request, to keep replicas at.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(_MIN_ABOVE_MAX)
+        return self
+
+
+class Resources(ApiModel):
+    """Compute resources of the container, as in a Pod's resources field."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(cel(quantity_rule("requests", "limits"), _REQUESTS_ABOVE_LIMITS))
+    )
+
+    requests: ResourceList | None = Field(
+        default=None,
+        description="Resources reserved for the container, e.g. cpu: 500m, memory: 1Gi.",
+    )
+    limits: ResourceList | None = Field(
+        default=None,
+        description="The most the container may use, e.g. memory: 2Gi. Must be at least the request.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Resources:
+        if bad := quantity_exceeds(self.requests, self.limits):
+            raise ValueError(f"{_REQUESTS_ABOVE_LIMITS} ({', '.join(bad)})")
+        return self
+
+
+class CanaryAutoPromote(ApiModel):
+    """Promote the canary automatically once it has been healthy long enough."""
+
+    after: Duration = Field(
+        description=(
+            "How long the canary must stay healthy (CanaryHealthy=True) before it is promoted, as a duration such "
+            "as 10m or 1h30m."
+        )
+    )
+
+
+class CanaryRollback(ApiModel):
+    """When a canary is given up."""
+
+    max_restarts: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Roll the canary back when its containers have restarted more than this many times in total.",
+    )
+
+
+class Canary(ApiModel):
+    """A second version served next to the active one, receiving a share of the traffic."""
+
+    version: SemVer = Field(description="Version of the canary model. Must differ from model.version.")
+    uri: ModelUri = Field(description=_URI_HELP)
+    image: Image | None = Field(
+        default=None,
+        description="Container image of the canary's model server. Defaults to runtime.image.",
+    )
+    traffic_percent: int = Field(
+        default=10, ge=0, le=100, description="Percentage of requests sent to the canary (0 to 100)."
+    )
+    auto_promote: CanaryAutoPromote | None = Field(
+        default=None,
+        description=(
+            "Promote the canary automatically. When unset, promote it by setting model.version and model.uri to "
+            "the canary's and removing canary."
+        ),
+    )
+    rollback: CanaryRollback = Field(
+        default_factory=CanaryRollback,
+        description="When the canary is rolled back. When unset, it is rolled back after 3 restarts.",
+    )
+
+
+class Monitoring(ApiModel):
+    """Where Prometheus scrapes the model server's metrics."""
+
+    metrics_port: Port | None = Field(default=None, description="Port serving metrics. Defaults to runtime.port.")
+    metrics_path: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^/\S*$")] = Field(
+        default="/metrics", description="HTTP path serving metrics in the Prometheus text format."
+    )
+
+
+class ModelDeploymentSpec(ApiModel):
+    """The model to serve and how to serve it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("!(has(self.replicas) && has(self.autoscaling))", _REPLICAS_XOR, field_path=".autoscaling"),
+            cel(
+                "!has(self.canary) || self.canary.version != self.model.version",
+                _CANARY_SAME_VERSION,
+                field_path=".canary.version",
+            ),
+        )
+    )
+
+    model: ModelSource = Field(description="The model to serve: its name, version and artifact location.")
+    runtime: Runtime = Field(description="The container that serves the model.")
+    storage: Storage | None = Field(default=None, description="Credentials for fetching the model artifact.")
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description=(
+            "Fixed number of model server replicas; 1 when neither replicas nor autoscaling is set. 0 stops serving "
+            "but keeps the object. Mutually exclusive with autoscaling."
+        ),
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Scale replicas with load instead of a fixed count. Mutually exclusive with replicas."
+    )
+    resources: Resources | None = Field(default=None, description="CPU, memory and other resources of each replica.")
+    canary: Canary | None = Field(
+        default=None,
+        description="Serve a candidate version next to the active one with a share of the traffic. Remove to cancel.",
+    )
+    monitoring: Monitoring | None = Field(
+        default=None,
+        description="Expose the model server's metrics to Prometheus. When unset, no scrape target is configured.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelDeploymentSpec:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError(_REPLICAS_XOR)
+        if self.canary is not None and self.canary.version == self.model.version:
+            raise ValueError(_CANARY_SAME_VERSION)
+        return self
+
+    @property
+    def fixed_replicas(self) -> int | None:
+        """Replica count to set on the Deployment, or None when a HorizontalPodAutoscaler owns it."""
+        if self.autoscaling is not None:
+            return None
+        return 1 if self.replicas is None else self.replicas
+
+
+class HistoryEntry(ApiModel):
+    """One version that was served, and how its time ended."""
+
+    version: SemVer = Field(description="The model version.")
+    started_at: Time = Field(description="When the version started serving traffic (RFC 3339).")
+    ended_at: Time | None = Field(default=None, description="When it stopped serving traffic; unset while active.")
+    outcome: Outcome = Field(
+        description=(
+            "Active: currently served. Promoted: a canary that became the active version. RolledBack: a canary "
+            "that was given up. Superseded: replaced by a newer active version."
+        )
+    )
+
+
+class ModelDeploymentStatus(StatusBase):
+    """Observed state of a ModelDeployment, written by the operator."""
+
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        default=None, description="In-cluster URL of the inference endpoint."
+    )
+    active_version: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Model version currently serving most of the traffic."
+    )
+    canary_version: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Model version currently running as canary, if any."
+    )
+    replicas: int | None = Field(default=None, ge=0, description="Replicas of the active version that exist.")
+    ready_replicas: int | None = Field(
+        default=None, ge=0, description="Replicas of the active version that are ready to serve."
+    )
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Versions served, most recent last; only the 20 most recent are kept.",
+    )

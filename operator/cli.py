@@ -1,0 +1,107 @@
+"""The ``plinth`` command: run the operator, manage the local control plane, generate CRDs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from plinth.operator import devcluster
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="plinth")
+def main() -> None:
+    """Plinth: a declarative platform API (ModelDeployment, PreviewEnvironment, NamespaceQuota) for Kubernetes."""
+
+
+@main.command()
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch only this namespace (repeatable).")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace (the default).")
+@click.option("--metrics-port", type=int, default=8080, show_default=True, help="Port of /metrics and /healthz.")
+@click.option("--standalone/--no-standalone", default=True, show_default=True,
+              help="Run without peering (one replica); use --no-standalone with several replicas.")
+def run(namespaces: tuple[str, ...], all_namespaces: bool, metrics_port: int, standalone: bool) -> None:
+    """Run the operator against the cluster of the current kubeconfig (or in-cluster credentials)."""
+    if namespaces and all_namespaces:
+        raise click.UsageError("--namespace and --all-namespaces exclude each other")
+    from plinth.operator.runtime import run_operator
+
+    sys.exit(run_operator(namespaces=list(namespaces), metrics_port=metrics_port, standalone=standalone))
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Only report generated files that are out of date (exit 1 if any).")
+@click.option("--crds-dir", type=click.Path(path_type=Path), default=REPO_ROOT / "crds", show_default=True)
+@click.option("--reference", type=click.Path(path_type=Path), default=REPO_ROOT / "docs" / "reference.md",
+              show_default=True)
+def crds(check: bool, crds_dir: Path, reference: Path) -> None:
+    """Generate crds/*.yaml and docs/reference.md from the pydantic models."""
+    from plinth.operator.api import crdgen
+
+    args = ["--crds-dir", str(crds_dir), "--reference", str(reference)]
+    sys.exit(crdgen.main([*args, "--check"] if check else args))
+
+
+@main.group()
+def cluster() -> None:
+    """The local, Docker-free control plane (etcd, kube-apiserver, controller-manager, scheduler, simulated nodes)."""
+
+
+_name = click.option("--name", default="dev", show_default=True, help="Cluster name; several can run side by side.")
+_dir = click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
+                    help="Directory for the cluster's state (default ~/.cache/plinth/clusters/NAME).")
+
+
+@cluster.command("up")
+@_name
+@_dir
+@click.option("--nodes", default=1, show_default=True, help="Number of simulated nodes.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until /readyz answers and every node is Ready (the only mode: kept for scripts).")
+@click.option("--timeout", default=devcluster.BOOT_TIMEOUT, show_default=True, help="Seconds to wait for readiness.")
+def cluster_up(name: str, directory: Path | None, nodes: int, wait: bool, timeout: float) -> None:
+    """Build (once, cached) and start a local cluster; prints its kubeconfig path."""
+    del wait  # startup always waits: state.json only appears once the cluster is usable
+    try:
+        running = devcluster.up(name, directory=directory, nodes=nodes, timeout=timeout)
+    except devcluster.ClusterError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"cluster {name!r} ready: {running.server} ({running.version}, nodes: {', '.join(running.nodes)})",
+               err=True)
+    click.echo(f"export KUBECONFIG={running.kubeconfig}", err=True)
+    click.echo(str(running.kubeconfig))
+
+
+@cluster.command("down")
+@_name
+@_dir
+@click.option("--keep", is_flag=True, help="Keep the cluster's directory (logs) after stopping it.")
+def cluster_down(name: str, directory: Path | None, keep: bool) -> None:
+    """Stop a local cluster and remove its state."""
+    stopped = devcluster.down(name, directory=directory, keep=keep)
+    click.echo(f"cluster {name!r} {'stopped' if stopped else 'was not running'}", err=True)
+
+
+@cluster.command("env")
+@_name
+@_dir
+def cluster_env(name: str, directory: Path | None) -> None:
+    """Print shell exports for a running cluster: eval "$(plinth cluster env)"."""
+    running = devcluster.status(name, directory)
+    if running is None:
+        raise click.ClickException(f"cluster {name!r} is not running: start it with `plinth cluster up --name {name}`")
+    for key, value in running.env().items():
+        click.echo(f"export {key}={value}")
+
+
+@cluster.command("build")
+def cluster_build() -> None:
+    """Build (or find in the cache) the control-plane binary and print its path."""
+    try:
+        click.echo(str(devcluster.ensure_binary()))
+    except devcluster.ClusterError as err:
+        raise click.ClickException(str(err)) from err

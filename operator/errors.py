@@ -1,0 +1,31 @@
+"""The error ladder: what a reconcile step raises decides the condition, the event and kopf's retry policy.
+
+- ``Stalled``: the user must change something (invalid spec, refused secret). Stalled=True, no retry until the
+  object changes (kopf.PermanentError).
+- ``Waiting``: progress depends on something that will happen by itself (pods starting, quota freeing up).
+  Reconciling=True, retried after ``delay`` (kopf.TemporaryError).
+Anything else is unexpected: reported as Reconciling with reason ``ReconcileError`` and retried with back-off.
+"""
+
+from __future__ import annotations
+
+
+class ReconcileError(Exception):
+    """Base of the errors a reconciler raises on purpose; ``reason`` is a CamelCase condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Stalled(ReconcileError):
+    """A user must fix the object before anything can progress."""
+
+
+class Waiting(ReconcileError):
+    """Progress will come by itself; check again after ``delay`` seconds."""
+
+    def __init__(self, reason: str, message: str, delay: float = 10.0) -> None:
+        super().__init__(reason, message)
+        self.delay = delay

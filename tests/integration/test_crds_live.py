@@ -1,0 +1,174 @@
+"""The generated CRDs on a real API server: samples accepted, invalid manifests rejected with a useful message,
+immutable fields enforced, defaults applied, and the descriptions served to ``kubectl explain``.
+
+Fixtures (tests/conftest.py): ``cluster`` (session; CRDs from crds/ installed and Established; ``cluster.kubectl``
+runs kubectl against it) and ``namespace`` (a fresh namespace per test).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+import yaml
+from plinth.operator.api.v1alpha1 import KINDS, ModelSource
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = sorted((ROOT / "crds" / "samples").glob("*.yaml"))
+INVALID = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
+
+
+class Cluster(Protocol):
+    """What these tests use of the ``cluster`` fixture."""
+
+    kubeconfig: Path
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]: ...
+
+
+def _expectation(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name}: first line must be '# expect: <substring>'"
+    return first.removeprefix("# expect: ").strip()
+
+
+def _get(cluster: Cluster, resource: str, name: str, namespace: str) -> dict[str, Any]:
+    result = cluster.kubectl("get", resource, name, "-n", namespace, "-o", "json")
+    obj: dict[str, Any] = json.loads(result.stdout)
+    return obj
+
+
+def _apply(cluster: Cluster, namespace: str, manifest: dict[str, Any], *, check: bool = True) -> Any:
+    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest), check=check)
+
+
+def _sample(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "crds" / "samples" / name).read_text())
+    return doc
+
+
+def _retry(action: Any, *, timeout: float = 30.0) -> Any:
+    """Retry while the API server catches up (e.g. the aggregated OpenAPI lags behind a new CRD by seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_crds_are_established(cluster: Cluster) -> None:
+    for info in KINDS:
+        result = cluster.kubectl("get", "crd", info.crd_name, "-o", "json")
+        conditions = {c["type"]: c["status"] for c in json.loads(result.stdout)["status"]["conditions"]}
+        assert conditions.get("Established") == "True", info.crd_name
+        assert conditions.get("NamesAccepted") == "True", info.crd_name
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
+def test_sample_is_accepted(cluster: Cluster, namespace: str, sample: Path) -> None:
+    result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(sample), check=False)
+    assert result.returncode == 0, f"{sample.name} was rejected:\n{result.stderr}"
+
+
+@pytest.mark.parametrize("manifest", INVALID, ids=lambda p: p.name)
+def test_invalid_manifest_is_rejected(cluster: Cluster, namespace: str, manifest: Path) -> None:
+    expect = _expectation(manifest)
+    result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(manifest), check=False)
+    assert result.returncode != 0, f"{manifest.name} was accepted"
+    assert expect in result.stderr, f"{manifest.name}: expected {expect!r} in:\n{result.stderr}"
+
+
+def test_pull_request_and_repository_are_immutable(cluster: Cluster, namespace: str) -> None:
+    preview = _sample("previewenvironment-minimal.yaml")
+    _apply(cluster, namespace, preview)
+    name = preview["metadata"]["name"]
+
+    for field, value in (("pullRequest", 43), ("repository", "github.com/acme/other")):
+        patch = json.dumps({"spec": {"source": {field: value}}})
+        result = cluster.kubectl(
+            "patch", "previewenvironment", name, "-n", namespace, "--type=merge", "-p", patch, check=False
+        )
+        assert result.returncode != 0, f"changing spec.source.{field} was accepted"
+        assert f"spec.source.{field}" in result.stderr, result.stderr
+        assert "immutable" in result.stderr, result.stderr
+
+    # Re-applying with a changed (mutable) field works: CI does this on every push.
+    preview["spec"]["source"]["commit"] = "4a5b6c7"
+    preview["spec"]["ttl"] = "96h"
+    _apply(cluster, namespace, preview)
+    stored = _get(cluster, "previewenvironment", name, namespace)
+    assert stored["spec"]["source"] == {"repository": "github.com/acme/blog", "pullRequest": 42, "commit": "4a5b6c7"}
+    assert stored["metadata"]["generation"] == 2
+
+
+def test_model_name_is_immutable(cluster: Cluster, namespace: str) -> None:
+    deployment = _sample("modeldeployment-minimal.yaml")
+    _apply(cluster, namespace, deployment)
+    deployment["spec"]["model"]["name"] = "another-model"
+    result = _apply(cluster, namespace, deployment, check=False)
+    assert result.returncode != 0
+    assert "spec.model.name" in result.stderr and "immutable" in result.stderr, result.stderr
+
+
+def test_server_side_defaults(cluster: Cluster, namespace: str) -> None:
+    _apply(cluster, namespace, _sample("modeldeployment-minimal.yaml"))
+    _apply(cluster, namespace, _sample("previewenvironment-minimal.yaml"))
+    md = _get(cluster, "modeldeployment", "sentiment", namespace)["spec"]
+    assert md["runtime"]["port"] == 8080
+    assert "replicas" not in md, "replicas must not be defaulted: it would conflict with autoscaling"
+    pe = _get(cluster, "previewenvironment", "blog", namespace)["spec"]
+    assert pe["ttl"] == "72h"
+    assert pe["services"][0] | {"port": 8080, "replicas": 1, "expose": True} == pe["services"][0]
+
+
+def test_autoscaling_without_replicas_is_accepted(cluster: Cluster, namespace: str) -> None:
+    deployment = _sample("modeldeployment-minimal.yaml")
+    deployment["spec"]["autoscaling"] = {"maxReplicas": 3}
+    result = _apply(cluster, namespace, deployment, check=False)
+    assert result.returncode == 0, result.stderr
+    stored = _get(cluster, "modeldeployment", "sentiment", namespace)["spec"]
+    assert stored["autoscaling"] == {"minReplicas": 1, "maxReplicas": 3}
+
+
+def test_status_is_a_subresource(cluster: Cluster, namespace: str) -> None:
+    deployment = _sample("modeldeployment-minimal.yaml")
+    deployment["status"] = {"activeVersion": "9.9.9"}
+    _apply(cluster, namespace, deployment)
+    stored = _get(cluster, "modeldeployment", "sentiment", namespace)
+    assert "activeVersion" not in stored.get("status", {}), "status must be written through /status only"
+    assert stored["metadata"]["generation"] == 1
+
+
+def test_printer_columns_and_short_names(cluster: Cluster, namespace: str) -> None:
+    _apply(cluster, namespace, _sample("modeldeployment-minimal.yaml"))
+    header = cluster.kubectl("get", "md", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "MODEL", "VERSION", "CANARY", "AVAILABLE", "READY", "AGE"]
+    wide = cluster.kubectl("get", "md", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
+    assert "STATUS" in wide
+    listed = cluster.kubectl("get", "plinth", "-n", namespace, "-o", "name").stdout.split()
+    assert "modeldeployment.plinth.dev/sentiment" in listed
+    for short in ("pe", "nsq"):
+        cluster.kubectl("get", short, *(["-n", namespace] if short == "pe" else []))
+
+
+def test_explain_prints_field_descriptions(cluster: Cluster) -> None:
+    description = ModelSource.model_fields["version"].description
+    assert description is not None
+
+    def explained() -> None:
+        result = cluster.kubectl("explain", "modeldeployment.spec.model.version", check=False)
+        assert result.returncode == 0, result.stderr
+        assert " ".join(description.split()) in " ".join(result.stdout.split()), result.stdout
+
+    _retry(explained)
+    result = cluster.kubectl("explain", "previewenvironment.spec.source")
+    assert "pullRequest" in result.stdout and "Immutable" in result.stdout
