@@ -15,7 +15,6 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
-
 from plinth.operator.metrics import Metrics
 from plinth.operator.tracing import tracer
 
@@ -29,13 +28,15 @@ class KubernetesObjects(Protocol):
 
     def apply(self, manifest: Manifest) -> Manifest: ...
 
-    def list(self, api_version: str, kind: str, *, namespace: str | None = None,
-             label_selector: str | None = None) -> list[Manifest]: ...
+    def list(
+        self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Manifest]: ...
 
     def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> bool: ...
 
-    def patch_status(self, api_version: str, kind: str, name: str, status: dict[str, Any], *,
-                     namespace: str | None = None) -> None: ...
+    def patch_status(
+        self, api_version: str, kind: str, name: str, status: dict[str, Any], *, namespace: str | None = None
+    ) -> None: ...
 
 
 def load_config() -> client.ApiClient:
@@ -79,15 +80,22 @@ class DynamicKubernetes:
     def apply(self, manifest: Manifest) -> Manifest:
         resource = self._resource(manifest["apiVersion"], manifest["kind"])
         meta = manifest["metadata"]
-        result = self._run("apply", lambda: resource.server_side_apply(
-            body=manifest, name=meta["name"], namespace=meta.get("namespace"),
-            field_manager=self._field_manager, force_conflicts=True,
-        ))
+        result = self._run(
+            "apply",
+            lambda: resource.server_side_apply(
+                body=manifest,
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=self._field_manager,
+                force_conflicts=True,
+            ),
+        )
         applied: Manifest = result.to_dict()
         return applied
 
-    def list(self, api_version: str, kind: str, *, namespace: str | None = None,
-             label_selector: str | None = None) -> list[Manifest]:
+    def list(
+        self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Manifest]:
         resource = self._resource(api_version, kind)
         result = self._run("list", lambda: resource.get(namespace=namespace, label_selector=label_selector))
         items: list[Manifest] = result.to_dict()["items"]
@@ -103,9 +111,14 @@ class DynamicKubernetes:
             raise
         return True
 
-    def patch_status(self, api_version: str, kind: str, name: str, status: dict[str, Any], *,
-                     namespace: str | None = None) -> None:
+    def patch_status(
+        self, api_version: str, kind: str, name: str, status: dict[str, Any], *, namespace: str | None = None
+    ) -> None:
         resource = self._resource(api_version, kind)
         body = {"status": status}
-        self._run("patch_status", lambda: resource.status.patch(
-            body=body, name=name, namespace=namespace, content_type="application/merge-patch+json"))
+        self._run(
+            "patch_status",
+            lambda: resource.status.patch(
+                body=body, name=name, namespace=namespace, content_type="application/merge-patch+json"
+            ),
+        )

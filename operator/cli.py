@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import click
-
 from plinth.operator import devcluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +21,12 @@ def main() -> None:
 @click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch only this namespace (repeatable).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace (the default).")
 @click.option("--metrics-port", type=int, default=8080, show_default=True, help="Port of /metrics and /healthz.")
-@click.option("--standalone/--no-standalone", default=True, show_default=True,
-              help="Run without peering (one replica); use --no-standalone with several replicas.")
+@click.option(
+    "--standalone/--no-standalone",
+    default=True,
+    show_default=True,
+    help="Run without peering (one replica); use --no-standalone with several replicas.",
+)
 def run(namespaces: tuple[str, ...], all_namespaces: bool, metrics_port: int, standalone: bool) -> None:
     """Run the operator against the cluster of the current kubeconfig (or in-cluster credentials)."""
     if namespaces and all_namespaces:
@@ -36,8 +39,9 @@ def run(namespaces: tuple[str, ...], all_namespaces: bool, metrics_port: int, st
 @main.command()
 @click.option("--check", is_flag=True, help="Only report generated files that are out of date (exit 1 if any).")
 @click.option("--crds-dir", type=click.Path(path_type=Path), default=REPO_ROOT / "crds", show_default=True)
-@click.option("--reference", type=click.Path(path_type=Path), default=REPO_ROOT / "docs" / "reference.md",
-              show_default=True)
+@click.option(
+    "--reference", type=click.Path(path_type=Path), default=REPO_ROOT / "docs" / "reference.md", show_default=True
+)
 def crds(check: bool, crds_dir: Path, reference: Path) -> None:
     """Generate crds/*.yaml and docs/reference.md from the pydantic models."""
     from plinth.operator.api import crdgen
@@ -52,16 +56,25 @@ def cluster() -> None:
 
 
 _name = click.option("--name", default="dev", show_default=True, help="Cluster name; several can run side by side.")
-_dir = click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
-                    help="Directory for the cluster's state (default ~/.cache/plinth/clusters/NAME).")
+_dir = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory for the cluster's state (default ~/.cache/plinth/clusters/NAME).",
+)
 
 
 @cluster.command("up")
 @_name
 @_dir
 @click.option("--nodes", default=1, show_default=True, help="Number of simulated nodes.")
-@click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait until /readyz answers and every node is Ready (the only mode: kept for scripts).")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until /readyz answers and every node is Ready (the only mode: kept for scripts).",
+)
 @click.option("--timeout", default=devcluster.BOOT_TIMEOUT, show_default=True, help="Seconds to wait for readiness.")
 def cluster_up(name: str, directory: Path | None, nodes: int, wait: bool, timeout: float) -> None:
     """Build (once, cached) and start a local cluster; prints its kubeconfig path."""
@@ -70,8 +83,9 @@ def cluster_up(name: str, directory: Path | None, nodes: int, wait: bool, timeou
         running = devcluster.up(name, directory=directory, nodes=nodes, timeout=timeout)
     except devcluster.ClusterError as err:
         raise click.ClickException(str(err)) from err
-    click.echo(f"cluster {name!r} ready: {running.server} ({running.version}, nodes: {', '.join(running.nodes)})",
-               err=True)
+    click.echo(
+        f"cluster {name!r} ready: {running.server} ({running.version}, nodes: {', '.join(running.nodes)})", err=True
+    )
     click.echo(f"export KUBECONFIG={running.kubeconfig}", err=True)
     click.echo(str(running.kubeconfig))
 

@@ -55,8 +55,12 @@ def summarize(
         ready = (
             Observation(READY, False, healthy[0].reason, healthy[0].message)
             if healthy
-            else Observation(READY, True, "Reconciled", by_type.get(READY, Observation(READY, True, "")).message
-                             or "all children are up to date")
+            else Observation(
+                READY,
+                True,
+                "Reconciled",
+                by_type.get(READY, Observation(READY, True, "")).message or "all children are up to date",
+            )
         )
     # Failure conditions disappear when they recover; Reconciling/Stalled are only shown while True.
     kept = [o for o in observed if o.type != READY and (o.status or o.type not in (STALLED, RECONCILING))]
@@ -68,8 +72,14 @@ def summarize(
         before = old.get(o.type)
         since = before.last_transition_time if before is not None and before.status == status else now
         result.append(
-            Condition(type=o.type, status=status, reason=o.reason, message=o.message[:1024],
-                      last_transition_time=since, observed_generation=generation)
+            Condition(
+                type=o.type,
+                status=status,
+                reason=o.reason,
+                message=o.message[:1024],
+                last_transition_time=since,
+                observed_generation=generation,
+            )
         )
     return result
 

@@ -94,12 +94,19 @@ def ensure_binary(log: bool = True) -> Path:
         )
         env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
         if log:
-            print(f"building the local control plane ({version}) into {target} — the first build takes a while", file=sys.stderr)
+            print(
+                f"building the local control plane ({version}) into {target} — the first build takes a while",
+                file=sys.stderr,
+            )
         started = time.monotonic()
         tmp = target.with_suffix(".tmp")
         result = subprocess.run(
             ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), "."],
-            cwd=src, env=env, capture_output=True, text=True, check=False,
+            cwd=src,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise ClusterError(f"go build failed in {src}:\n{result.stderr[-4000:]}")
@@ -173,7 +180,9 @@ def status(name: str, directory: Path | None = None) -> LocalCluster | None:
     )
 
 
-def up(name: str = "dev", *, directory: Path | None = None, nodes: int = 1, timeout: float = BOOT_TIMEOUT) -> LocalCluster:
+def up(
+    name: str = "dev", *, directory: Path | None = None, nodes: int = 1, timeout: float = BOOT_TIMEOUT
+) -> LocalCluster:
     """Start the cluster *name* (or return it if it already runs) and wait until the API is ready and nodes are Ready.
 
     The supervisor only writes ``state.json`` once ``/readyz`` answers and every simulated node is registered Ready,
@@ -185,9 +194,12 @@ def up(name: str = "dev", *, directory: Path | None = None, nodes: int = 1, time
     root = cluster_dir(name, directory)
     root.mkdir(parents=True, exist_ok=True)
     with (root / "localkube.log").open("w") as log:
-        proc = subprocess.Popen(  # noqa: S603 — our own binary
+        proc = subprocess.Popen(
             [str(binary), "up", "--dir", str(root), "--nodes", str(nodes)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

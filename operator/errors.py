@@ -19,11 +19,11 @@ class ReconcileError(Exception):
         self.message = message
 
 
-class Stalled(ReconcileError):
+class Stalled(ReconcileError):  # noqa: N818 — named for the condition it sets
     """A user must fix the object before anything can progress."""
 
 
-class Waiting(ReconcileError):
+class Waiting(ReconcileError):  # noqa: N818 — named for what the object does
     """Progress will come by itself; check again after ``delay`` seconds."""
 
     def __init__(self, reason: str, message: str, delay: float = 10.0) -> None:

@@ -23,28 +23,46 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.reconcile_total = Counter("plinth_reconcile_total", "Reconciles by kind and result.",
-                                       ["kind", "result"], registry=r)
-        self.reconcile_duration = Histogram("plinth_reconcile_duration_seconds", "Time spent in one reconcile.",
-                                            ["kind"], buckets=_DURATION_BUCKETS, registry=r)
-        self.reconcile_lag = Histogram("plinth_reconcile_lag_seconds",
-                                       "From a new metadata.generation being observed to Ready for it.",
-                                       ["kind"], buckets=_LAG_BUCKETS, registry=r)
-        self.in_progress = Gauge("plinth_reconcile_in_progress", "Reconciles running now (stuck ones stay up).",
-                                 ["kind"], registry=r)
-        self.resources = Gauge("plinth_resources", "Plinth objects by kind and Ready status.",
-                               ["kind", "ready"], registry=r)
-        self.adapter_requests = Counter("plinth_adapter_requests_total", "Calls made by adapters.",
-                                        ["adapter", "operation", "result"], registry=r)
-        self.adapter_duration = Histogram("plinth_adapter_duration_seconds", "Duration of adapter calls.",
-                                          ["adapter", "operation"], buckets=_DURATION_BUCKETS, registry=r)
+        self.reconcile_total = Counter(
+            "plinth_reconcile_total", "Reconciles by kind and result.", ["kind", "result"], registry=r
+        )
+        self.reconcile_duration = Histogram(
+            "plinth_reconcile_duration_seconds",
+            "Time spent in one reconcile.",
+            ["kind"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.reconcile_lag = Histogram(
+            "plinth_reconcile_lag_seconds",
+            "From a new metadata.generation being observed to Ready for it.",
+            ["kind"],
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.in_progress = Gauge(
+            "plinth_reconcile_in_progress", "Reconciles running now (stuck ones stay up).", ["kind"], registry=r
+        )
+        self.resources = Gauge(
+            "plinth_resources", "Plinth objects by kind and Ready status.", ["kind", "ready"], registry=r
+        )
+        self.adapter_requests = Counter(
+            "plinth_adapter_requests_total", "Calls made by adapters.", ["adapter", "operation", "result"], registry=r
+        )
+        self.adapter_duration = Histogram(
+            "plinth_adapter_duration_seconds",
+            "Duration of adapter calls.",
+            ["adapter", "operation"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):
     metrics: Metrics
     healthy: threading.Event
 
-    def do_GET(self) -> None:  # noqa: N802 — http.server's naming
+    def do_GET(self) -> None:
         if self.path.startswith("/metrics"):
             self._send(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
         elif self.path.startswith("/healthz"):
@@ -60,11 +78,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — scrapes are not worth a log line
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
-def serve(metrics: Metrics, healthy: threading.Event, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104
+def serve(metrics: Metrics, healthy: threading.Event, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
     """Serve /metrics and /healthz on a daemon thread."""
     handler = type("Handler", (_Handler,), {"metrics": metrics, "healthy": healthy})
     server = ThreadingHTTPServer((host, port), handler)

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
-
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
 from plinth.operator.api.v1alpha1 import API_VERSION, KindInfo
 from plinth.operator.conditions import RECONCILING, STALLED, Observation, is_ready, summarize
@@ -19,6 +17,7 @@ from plinth.operator.errors import Stalled, Waiting
 from plinth.operator.metrics import Metrics
 from plinth.operator.reconcilers import Outcome
 from plinth.operator.tracing import tracer
+from pydantic import ValidationError
 
 log = logging.getLogger("plinth.reconcile")
 Steps = Callable[[KubernetesObjects, Manifest, Any], Outcome]
@@ -59,9 +58,14 @@ class Reconciler:
         previous = info.status_model.model_validate(obj.get("status") or {}).conditions
         started = time.perf_counter()
         self.metrics.in_progress.labels(kind).inc()
-        result, retry = "success", None
-        span_attrs = {"plinth.kind": kind, "plinth.name": meta["name"], "plinth.namespace": meta.get("namespace", ""),
-                      "plinth.generation": generation or 0}
+        result = "success"
+        retry: kopf.PermanentError | kopf.TemporaryError | None = None
+        span_attrs = {
+            "plinth.kind": kind,
+            "plinth.name": meta["name"],
+            "plinth.namespace": meta.get("namespace", ""),
+            "plinth.generation": generation or 0,
+        }
         with tracer().start_as_current_span(f"reconcile {kind}", attributes=span_attrs) as span:
             try:
                 spec = info.spec_model.model_validate(obj.get("spec") or {})
@@ -86,8 +90,11 @@ class Reconciler:
                 retry = kopf.TemporaryError(message, delay=15)
             span.set_attribute("plinth.result", result)
             conditions = summarize(previous, outcome.observations, generation)
-            status = {**outcome.status, "observedGeneration": generation,
-                      "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conditions]}
+            status = {
+                **outcome.status,
+                "observedGeneration": generation,
+                "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conditions],
+            }
             if status != {k: (obj.get("status") or {}).get(k) for k in status}:
                 self.kube.patch_status(API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace"))
         duration = time.perf_counter() - started
@@ -98,8 +105,10 @@ class Reconciler:
             first = self._first_seen.pop((uid, generation or 0), None)
             if first is not None:
                 self.metrics.reconcile_lag.labels(kind).observe(time.monotonic() - first)
-        log.info("reconciled", extra={"ref": _ref(kind, meta), "generation": generation, "result": result,
-                                      "duration": round(duration, 4)})
+        log.info(
+            "reconciled",
+            extra={"ref": _ref(kind, meta), "generation": generation, "result": result, "duration": round(duration, 4)},
+        )
         if retry is not None:
             raise retry
         return outcome

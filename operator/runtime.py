@@ -6,7 +6,6 @@ import logging
 import threading
 
 import kopf
-
 from plinth.adapters.kubernetes import DynamicKubernetes, load_config
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics

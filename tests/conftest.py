@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from plinth.operator import devcluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,11 +39,16 @@ class Cluster:
 
     kubeconfig: Path
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [kubectl_binary(), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input, text=True, capture_output=True, timeout=timeout, check=False,
+            input=input,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
@@ -71,7 +75,9 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: f
 
 def install_crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--field-manager=plinth-tests", "-k", str(ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=plinth")
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=plinth"
+    )
 
 
 @pytest.fixture(scope="session")

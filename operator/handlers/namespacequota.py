@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.reconcilers import namespacequota
 
@@ -34,13 +33,13 @@ def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "namespaces")
-def namespace_changed(type: str | None, memo: kopf.Memo, namespacequotas: kopf.Index[str, dict[str, Any]],  # noqa: A002
-                      **_: Any) -> None:
+def namespace_changed(type: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """A namespace appeared, changed labels or went away: re-evaluate every NamespaceQuota at once (no resync wait)."""
-    if type is None:  # the initial listing: resume handlers cover it
+    if not type:  # the initial listing: resume handlers cover it
         return
-    for name in list(namespacequotas):
-        for obj in namespacequotas[name]:
+    index: kopf.Index[str, dict[str, Any]] = kwargs["namespacequotas"]  # kopf passes every index by its name
+    for name in list(index):
+        for obj in index.get(name, ()):
             try:
                 memo.reconciler.run(INFO, obj, namespacequota.reconcile)
             except (kopf.PermanentError, kopf.TemporaryError):

@@ -65,8 +65,10 @@ def test_resource_quota_is_enforced_at_admission(cluster: Cluster, namespace: st
 
 
 def test_default_service_account_and_token(cluster: Cluster, namespace: str) -> None:
-    wait_for(lambda: cluster.kubectl("-n", namespace, "get", "sa", "default", check=False).returncode == 0,
-             what="the default ServiceAccount")
+    wait_for(
+        lambda: cluster.kubectl("-n", namespace, "get", "sa", "default", check=False).returncode == 0,
+        what="the default ServiceAccount",
+    )
     token = cluster.kubectl("-n", namespace, "create", "token", "default").stdout.strip()
     assert token.count(".") == 2
 
