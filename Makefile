@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 DEV_CLUSTER ?= dev
 DEV_DIR := $(HOME)/.cache/plinth/clusters/$(DEV_CLUSTER)
 export GOTOOLCHAIN := local
+# The repository has an operator/ folder (it installs as plinth.operator). Without this, `python -m ...` run from
+# here would put the working directory on sys.path and that folder would shadow the standard library's `operator`.
+export PYTHONSAFEPATH := 1
 
 .PHONY: help install controlplane test test-unit test-integration lint crds dev dev-down
 
