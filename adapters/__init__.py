@@ -1,5 +1,5 @@
 """Adapters: small interfaces between reconcilers and the outside world (Kubernetes objects, secrets, telemetry)."""
 
-from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest
 
-__all__ = ["KubernetesObjects", "Manifest"]
+__all__ = ["Conflict", "KubernetesObjects", "Manifest"]

@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 from plinth.operator.metrics import Metrics
 from plinth.operator.tracing import tracer
 
@@ -23,10 +23,16 @@ _T = TypeVar("_T")
 ADAPTER = "kubernetes"
 
 
+class Conflict(Exception):  # noqa: N818 — mirrors the HTTP status
+    """The object changed since it was read (a resourceVersion precondition failed): read again and retry."""
+
+
 class KubernetesObjects(Protocol):
     """What reconcilers may do with Kubernetes objects."""
 
-    def apply(self, manifest: Manifest) -> Manifest: ...
+    def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply. With ``metadata.resourceVersion`` set it is a compare-and-swap: raises Conflict."""
+        ...
 
     def list(
         self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None
@@ -80,16 +86,21 @@ class DynamicKubernetes:
     def apply(self, manifest: Manifest) -> Manifest:
         resource = self._resource(manifest["apiVersion"], manifest["kind"])
         meta = manifest["metadata"]
-        result = self._run(
-            "apply",
-            lambda: resource.server_side_apply(
-                body=manifest,
-                name=meta["name"],
-                namespace=meta.get("namespace"),
-                field_manager=self._field_manager,
-                force_conflicts=True,
-            ),
-        )
+        try:
+            result = self._run(
+                "apply",
+                lambda: resource.server_side_apply(
+                    body=manifest,
+                    name=meta["name"],
+                    namespace=meta.get("namespace"),
+                    field_manager=self._field_manager,
+                    force_conflicts=True,
+                ),
+            )
+        except (DynamicApiError, ApiException) as err:
+            if getattr(err, "status", None) == 409:
+                raise Conflict(f"{manifest['kind']} {meta.get('namespace', '')}/{meta['name']} changed") from err
+            raise
         applied: Manifest = result.to_dict()
         return applied
 

@@ -11,24 +11,37 @@ from typing import Any
 
 import kopf
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
-from plinth.operator.api.v1alpha1 import API_VERSION, KindInfo
-from plinth.operator.conditions import RECONCILING, STALLED, Observation, is_ready, summarize
+from plinth.operator.api.v1alpha1 import API_VERSION, Condition, KindInfo
+from plinth.operator.conditions import (
+    NEGATIVE_POLARITY,
+    READY,
+    RECONCILING,
+    STALLED,
+    Observation,
+    is_ready,
+    summarize,
+)
 from plinth.operator.errors import Stalled, Waiting
 from plinth.operator.metrics import Metrics
 from plinth.operator.reconcilers import Outcome
-from plinth.operator.tracing import tracer
+from plinth.operator.tracing import current_trace_id, tracer
 from pydantic import ValidationError
 
 log = logging.getLogger("plinth.reconcile")
 Steps = Callable[[KubernetesObjects, Manifest, Any], Outcome]
+# (object, event type Normal/Warning, reason, message): posts a Kubernetes Event about the object.
+EmitEvent = Callable[[Manifest, str, str, str], None]
+# Conditions worth an Event when they change; Reconciling comes and goes with every wait and would only add noise.
+_EVENTFUL = frozenset({READY, STALLED}) | NEGATIVE_POLARITY
 
 
 class Reconciler:
     """Runs reconciles for all kinds; holds per-object locks and generation timestamps (for the lag metric)."""
 
-    def __init__(self, kube: KubernetesObjects, metrics: Metrics) -> None:
+    def __init__(self, kube: KubernetesObjects, metrics: Metrics, emit: EmitEvent | None = None) -> None:
         self.kube = kube
         self.metrics = metrics
+        self.emit = emit
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._first_seen: dict[tuple[str, int], float] = {}
@@ -109,9 +122,31 @@ class Reconciler:
             "reconciled",
             extra={"ref": _ref(kind, meta), "generation": generation, "result": result, "duration": round(duration, 4)},
         )
+        self._post_transitions(obj, previous, conditions)
         if retry is not None:
             raise retry
         return outcome
+
+    def _post_transitions(self, obj: Manifest, previous: list[Condition], current: list[Condition]) -> None:
+        """Events on change, failure and recovery only: a resync with the same outcome posts nothing."""
+        if self.emit is None:
+            return
+        before = {c.type: c.status for c in previous}
+        after = {c.type: c for c in current}
+        trace = current_trace_id()
+        suffix = f" (trace {trace})" if trace else ""
+        for type_, cond in after.items():
+            if type_ in _EVENTFUL and before.get(type_) != cond.status:
+                healthy = (cond.status == "True") == (type_ == READY)
+                self.emit(
+                    obj,
+                    "Normal" if healthy else "Warning",
+                    cond.reason,
+                    f"{type_}={cond.status}: {cond.message}{suffix}",
+                )
+        for type_ in before.keys() - after.keys():
+            if type_ in _EVENTFUL and before[type_] == "True":
+                self.emit(obj, "Normal", f"{type_}Resolved", f"{type_} no longer holds{suffix}")
 
 
 def _validation_message(err: ValidationError) -> str:

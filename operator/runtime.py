@@ -49,7 +49,10 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
 
     import plinth.operator.handlers  # noqa: F401 — registers the handlers
 
-    memo = kopf.Memo(reconciler=Reconciler(kube, metrics), healthy=healthy, settings=settings)
+    def emit(obj: dict[str, object], type_: str, reason: str, message: str) -> None:
+        kopf.event(obj, type=type_, reason=reason, message=message)  # type: ignore[arg-type]
+
+    memo = kopf.Memo(reconciler=Reconciler(kube, metrics, emit), healthy=healthy, settings=settings)
     kopf.run(
         settings=kopf_settings(settings),
         standalone=standalone,

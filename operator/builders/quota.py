@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from plinth.operator.api.v1alpha1 import NamespaceQuotaSpec
+from plinth.operator.api.v1alpha1 import NamespaceQuotaSpec, parse_quantity
 from plinth.operator.builders.common import child_metadata
 
 OWNER_LABEL = "plinth.dev/namespacequota"
@@ -15,14 +16,22 @@ ISOLATION_NAME = "plinth-isolation"
 Manifest = dict[str, Any]
 
 
-def resource_quota(owner: Manifest, spec: NamespaceQuotaSpec, namespace: str) -> Manifest | None:
-    if spec.per_namespace is None or not spec.per_namespace.hard:
+def resource_quota(
+    owner: Manifest, spec: NamespaceQuotaSpec, namespace: str, allocation: Mapping[str, str] | None = None
+) -> Manifest | None:
+    """``perNamespace.hard``, with this namespace's share of ``total.hard`` (``allocation``) where that is lower or
+    where perNamespace does not limit the resource at all."""
+    hard = dict(spec.per_namespace.hard) if spec.per_namespace else {}
+    for resource, share in (allocation or {}).items():
+        if resource not in hard or parse_quantity(share) < parse_quantity(hard[resource]):
+            hard[resource] = share
+    if not hard:
         return None
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": child_metadata(owner, QUOTA_NAME, namespace, OWNER_LABEL),
-        "spec": {"hard": dict(sorted(spec.per_namespace.hard.items()))},
+        "spec": {"hard": dict(sorted(hard.items()))},
     }
 
 
@@ -62,7 +71,9 @@ def network_policies(owner: Manifest, spec: NamespaceQuotaSpec, namespace: str) 
     ]
 
 
-def namespace_children(owner: Manifest, spec: NamespaceQuotaSpec, namespace: str) -> list[Manifest]:
+def namespace_children(
+    owner: Manifest, spec: NamespaceQuotaSpec, namespace: str, allocation: Mapping[str, str] | None = None
+) -> list[Manifest]:
     """Everything one NamespaceQuota wants in one namespace."""
-    children = [resource_quota(owner, spec, namespace), limit_range(owner, spec, namespace)]
+    children = [resource_quota(owner, spec, namespace, allocation), limit_range(owner, spec, namespace)]
     return [c for c in children if c is not None] + network_policies(owner, spec, namespace)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
+from plinth.operator.builders import quota
 from plinth.operator.reconcilers import namespacequota
 
 INFO = kind_info("NamespaceQuota")
@@ -28,19 +30,42 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.delete(*RESOURCE, optional=True)
 def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Children are owned (garbage-collected by Kubernetes); only our in-memory state needs dropping."""
+    """Children are owned, so Kubernetes garbage-collects them (their deletion events let other quotas take over
+    namespaces); only in-memory state needs dropping."""
     memo.reconciler.forget(body["metadata"]["uid"])
 
 
 @kopf.on.event("", "v1", "namespaces")
 def namespace_changed(type: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """A namespace appeared, changed labels or went away: re-evaluate every NamespaceQuota at once (no resync wait)."""
-    if not type:  # the initial listing: resume handlers cover it
+    if type:  # None is the initial listing: resume handlers cover it
+        _reconcile_all(memo, kwargs["namespacequotas"])  # kopf passes every index by its name
+
+
+@kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "limitranges", labels={quota.OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={quota.OWNER_LABEL: kopf.PRESENT})
+def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A child changed: repair drift at once, and rebalance the total whenever a ResourceQuota's usage moves."""
+    if not type:
         return
-    index: kopf.Index[str, dict[str, Any]] = kwargs["namespacequotas"]  # kopf passes every index by its name
+    index: kopf.Index[str, dict[str, Any]] = kwargs["namespacequotas"]
+    owner = labels[quota.OWNER_LABEL]
+    if owner not in index:
+        # Its NamespaceQuota is gone (this is the garbage collector at work): quotas that lost the namespace to it
+        # may take it over now.
+        _reconcile_all(memo, index)
+    for obj in index.get(owner, ()):
+        _run_quietly(memo, obj)
+
+
+def _reconcile_all(memo: kopf.Memo, index: kopf.Index[str, dict[str, Any]]) -> None:
     for name in list(index):
         for obj in index.get(name, ()):
-            try:
-                memo.reconciler.run(INFO, obj, namespacequota.reconcile)
-            except (kopf.PermanentError, kopf.TemporaryError):
-                continue  # recorded in the quota's status; its own handler retries
+            _run_quietly(memo, obj)
+
+
+def _run_quietly(memo: kopf.Memo, obj: dict[str, Any]) -> None:
+    # A failure is recorded in the quota's status; the next child event, its own handlers or the timer retry.
+    with contextlib.suppress(kopf.PermanentError, kopf.TemporaryError):
+        memo.reconciler.run(INFO, obj, namespacequota.reconcile)

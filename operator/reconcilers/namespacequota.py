@@ -1,7 +1,8 @@
 """NamespaceQuota: ResourceQuota, LimitRange and NetworkPolicy in every selected namespace; status sums usage.
 
-Steps: select namespaces -> apply desired children (server-side apply) -> prune children in namespaces that are no
-longer selected (only objects carrying this NamespaceQuota's owner label) -> observe quota usage -> status.
+Steps: select namespaces (an older NamespaceQuota wins a namespace both select) -> read this quota's children ->
+split the total into per-namespace limits (``quotasplit``) -> apply children that differ (decreases first) -> prune
+children in namespaces no longer selected (only objects carrying this NamespaceQuota's owner label) -> status.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from plinth.adapters.kubernetes import KubernetesObjects, Manifest
-from plinth.operator.api.v1alpha1 import LabelSelector, NamespaceQuotaSpec, parse_quantity
+from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest
+from plinth.operator.api.v1alpha1 import API_VERSION, LabelSelector, NamespaceQuotaSpec, parse_quantity
 from plinth.operator.api.v1alpha1.namespacequota import MAX_LISTED_NAMESPACES
 from plinth.operator.builders import quota
 from plinth.operator.conditions import Observation
+from plinth.operator.errors import Waiting
 from plinth.operator.reconcilers import Outcome
+from plinth.operator.reconcilers.quotasplit import split_total
 
 CHILD_KINDS = (("v1", "ResourceQuota"), ("v1", "LimitRange"), ("networking.k8s.io/v1", "NetworkPolicy"))
 
@@ -70,37 +73,146 @@ def sum_usage(quotas: Sequence[Manifest]) -> dict[str, str]:
     return {key: format_quantity(v) for key, v in sorted(totals.items())}
 
 
+def owner_of(namespace: str, claimants: Sequence[Manifest]) -> Manifest:
+    """Of several NamespaceQuotas selecting one namespace, the oldest wins (then the smallest name): deterministic,
+    and stable as newer quotas come and go."""
+    return min(claimants, key=lambda q: (q["metadata"].get("creationTimestamp", ""), q["metadata"]["name"]))
+
+
+def _selections(quotas: Sequence[Manifest], namespaces: Sequence[Manifest]) -> dict[str, list[Manifest]]:
+    """Namespace -> every (valid) NamespaceQuota selecting it."""
+    claims: dict[str, list[Manifest]] = {}
+    for q in quotas:
+        try:
+            other = NamespaceQuotaSpec.model_validate(q.get("spec") or {})
+        except ValueError:
+            continue  # an invalid quota claims nothing (it is Stalled)
+        for ns in select_namespaces(other, namespaces):
+            claims.setdefault(ns, []).append(q)
+    return claims
+
+
 def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
     name = obj["metadata"]["name"]
-    owner_selector = f"{quota.OWNER_LABEL}={name}"
-    selected = select_namespaces(spec, kube.list("v1", "Namespace"))
+    namespaces = kube.list("v1", "Namespace")
+    wanted = select_namespaces(spec, namespaces)
+    claims = _selections(kube.list(API_VERSION, "NamespaceQuota"), namespaces)
+    lost = {ns: owner_of(ns, claims[ns])["metadata"]["name"] for ns in wanted if len(claims.get(ns, [])) > 1}
+    lost = {ns: winner for ns, winner in lost.items() if winner != name}
+    selected = [ns for ns in wanted if ns not in lost]
+
+    existing: dict[tuple[str, str, str], Manifest] = {}
+    for api_version, kind in CHILD_KINDS:
+        for child in kube.list(api_version, kind, label_selector=f"{quota.OWNER_LABEL}={name}"):
+            existing[(kind, child["metadata"]["namespace"], child["metadata"]["name"])] = child
+    used = {
+        key[1]: (child.get("status") or {}).get("used") or {}
+        for key, child in existing.items()
+        if key[0] == "ResourceQuota" and key[1] in selected
+    }
+    total = spec.total.hard if spec.total else {}
+    per_namespace = spec.per_namespace.hard if spec.per_namespace else {}
+    allocation, exceeded = split_total(total, per_namespace, used, selected)
 
     desired: dict[tuple[str, str, str], Manifest] = {}
     for ns in selected:
-        for child in quota.namespace_children(obj, spec, ns):
+        for child in quota.namespace_children(obj, spec, ns, allocation.get(ns)):
             desired[(child["kind"], ns, child["metadata"]["name"])] = child
-    for child in desired.values():
-        kube.apply(child)
+    _apply_changes(kube, desired, existing)
+    for (kind, ns, child_name), child in existing.items():
+        if (kind, ns, child_name) not in desired:
+            kube.delete(child["apiVersion"], kind, child_name, namespace=ns)
 
-    quotas: list[Manifest] = []
-    for api_version, kind in CHILD_KINDS:
-        for existing in kube.list(api_version, kind, label_selector=owner_selector):
-            meta = existing["metadata"]
-            if (kind, meta["namespace"], meta["name"]) not in desired:
-                kube.delete(api_version, kind, meta["name"], namespace=meta["namespace"])
-            elif kind == "ResourceQuota":
-                quotas.append(existing)
-
-    used = sum_usage(quotas)
-    hard = dict(sorted((spec.total.hard if spec.total else {}).items()))
+    used_total = sum_usage([c for k, c in existing.items() if k[0] == "ResourceQuota" and k[1] in selected])
+    hard = dict(sorted(total.items()))
     status: dict[str, Any] = {
         "namespaces": {"count": len(selected), "names": selected[:MAX_LISTED_NAMESPACES]},
-        "used": used,
+        "used": used_total,
         "hard": hard,
-        "summary": _summary(len(selected), used, hard),
+        "summary": _summary(len(selected), used_total, hard),
     }
-    message = f"{len(desired)} objects applied in {len(selected)} namespaces"
-    return Outcome(status=status, observations=[Observation("Ready", True, "Reconciled", message)])
+    observations = [Observation("Ready", True, "Reconciled", f"quota applied in {len(selected)} namespaces")]
+    if exceeded:
+        detail = ", ".join(f"{r} {used_total.get(r, '0')}/{hard[r]}" for r in exceeded)
+        observations.append(
+            Observation(
+                "TotalExceeded",
+                True,
+                "UsageAboveTotal",
+                f"usage across namespaces exceeds spec.total.hard ({detail}); new workloads are refused until "
+                "usage drops",
+            )
+        )
+    if lost:
+        detail = ", ".join(f"{ns} (owned by NamespaceQuota {winner})" for ns, winner in sorted(lost.items()))
+        observations.append(
+            Observation(
+                "Conflict",
+                True,
+                "NamespaceClaimedByOlderQuota",
+                f"namespaces also selected by an older NamespaceQuota are left to it: {detail}"[:1024],
+            )
+        )
+    return Outcome(status=status, observations=observations)
+
+
+def _hard_decreases(child: Manifest, current: Manifest | None) -> bool:
+    if child["kind"] != "ResourceQuota" or current is None:
+        return False
+    before = (current.get("spec") or {}).get("hard") or {}
+    return any(
+        key in before and parse_quantity(value) < parse_quantity(before[key])
+        for key, value in child["spec"]["hard"].items()
+    )
+
+
+def _apply_changes(
+    kube: KubernetesObjects,
+    desired: Mapping[tuple[str, str, str], Manifest],
+    existing: Mapping[tuple[str, str, str], Manifest],
+) -> None:
+    """Apply children that differ from what exists: ResourceQuota decreases first, each as a compare-and-swap on the
+    resourceVersion it was computed from (a Pod admitted meanwhile makes it fail and the reconcile retry), then the
+    rest. So the per-namespace hard limits never sum to more than the total, even between two writes."""
+    changed = [(key, child) for key, child in desired.items() if not _matches(child, existing.get(key))]
+    decreases = [(k, c) for k, c in changed if _hard_decreases(c, existing.get(k))]
+    for key, child in decreases:
+        guarded = {
+            **child,
+            "metadata": {**child["metadata"], "resourceVersion": existing[key]["metadata"]["resourceVersion"]},
+        }
+        try:
+            kube.apply(guarded)
+        except Conflict as err:
+            raise Waiting("QuotaRebalancing", f"quota usage changed while rebalancing ({err}); retrying", 1) from err
+    for key, child in changed:
+        if (key, child) not in decreases:
+            kube.apply(child)
+
+
+def _matches(desired: Manifest, current: Manifest | None) -> bool:
+    """Whether *current* already has everything *desired* sets (labels, owner, spec): then no write is needed."""
+    if current is None:
+        return False
+    meta, cur_meta = desired["metadata"], current["metadata"]
+    if any((cur_meta.get("labels") or {}).get(k) != v for k, v in meta["labels"].items()):
+        return False
+    if [r.get("uid") for r in cur_meta.get("ownerReferences") or []] != [r["uid"] for r in meta["ownerReferences"]]:
+        return False
+    return _subset(desired.get("spec"), current.get("spec"))
+
+
+def _subset(want: Any, have: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(_subset(v, have.get(k)) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(have, list) and len(want) == len(have) and all(map(_subset, want, have))
+    if isinstance(want, (int, str)) and isinstance(have, (int, str)) and str(want) != str(have):
+        try:
+            return parse_quantity(want) == parse_quantity(have)  # "1" vs 1, "1000m" vs "1"
+        except ValueError:
+            return False
+    return bool(want == have)
 
 
 def _summary(count: int, used: Mapping[str, str], hard: Mapping[str, str]) -> str:

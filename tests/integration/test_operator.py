@@ -219,3 +219,140 @@ def test_operator_logs_are_json_and_stop_cleanly(cluster: Cluster, tmp_path: Pat
     parsed = [json.loads(line) for line in lines]
     assert any(p["message"] == "plinth operator started" for p in parsed)
     assert all({"time", "level", "logger", "message"} <= p.keys() for p in parsed)
+
+
+def _pods_quota(name: str, team: str, per_namespace: int, total: int) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "plinth.dev/v1alpha1",
+            "kind": "NamespaceQuota",
+            "metadata": {"name": name},
+            "spec": {
+                "namespaceSelector": {"matchLabels": {"plinth.dev/team": team}},
+                "perNamespace": {"hard": {"pods": per_namespace}},
+                "total": {"hard": {"pods": total}},
+            },
+        }
+    )
+
+
+def _pod_count(cluster: Cluster, namespaces: list[str]) -> int:
+    return sum(len(cluster.get("-n", ns, "pods")["items"]) for ns in namespaces)
+
+
+def test_total_cannot_be_exceeded_by_concurrent_creates(cluster: Cluster, operator: Operator) -> None:
+    """Pods created at once in three namespaces never sum past total.hard (the API server's quota admission
+    enforces each namespace's share), and freed room is handed out again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    team = f"race-{uuid.uuid4().hex[:6]}"
+    namespaces = [_team_namespace(cluster, team) for _ in range(3)]
+    name = f"nsq-{team}"
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=_pods_quota(name, team, per_namespace=4, total=5))
+    try:
+
+        def allocated() -> Any:
+            hards = [
+                cluster.kubectl(
+                    "-n", ns, "get", "resourcequota", "plinth-quota", "-o", "jsonpath={.status.hard.pods}", check=False
+                ).stdout
+                for ns in namespaces
+            ]
+            return all(hards) and hards
+
+        hards = wait_for(allocated, what="per-namespace shares of the total")
+        assert sum(int(h) for h in hards) <= 5, hards
+
+        def create(args: tuple[str, int]) -> bool:
+            ns, i = args
+            return (
+                cluster.kubectl("-n", ns, "run", f"p{i}", "--image=registry.example/a:1", check=False).returncode == 0
+            )
+
+        attempts = [(ns, i) for i in range(4) for ns in namespaces]  # 12 creates racing for 5 pods
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            admitted = sum(pool.map(create, attempts))
+        assert admitted <= 5
+        assert _pod_count(cluster, namespaces) <= 5
+        # Usage is visible in status and the total is never reported as exceeded.
+        obj = wait_for(
+            lambda: (
+                (o := cluster.get("namespacequota", name))["status"].get("used", {}).get("pods")
+                == str(_pod_count(cluster, namespaces))
+                and o
+            ),
+            what="status.used to catch up",
+        )
+        assert not _condition(obj, "TotalExceeded")
+        cluster.kubectl("get", "nsq", name)  # printer columns render
+
+        # Drift: a deleted ResourceQuota comes back within seconds, from its watch event.
+        cluster.kubectl("-n", namespaces[0], "delete", "resourcequota", "plinth-quota")
+        wait_for(
+            lambda: (
+                cluster.kubectl("-n", namespaces[0], "get", "resourcequota", "plinth-quota", check=False).returncode
+                == 0
+            ),
+            timeout=30,
+            what="quota recreated",
+        )
+        assert sum(int(h) for h in wait_for(allocated, what="shares again")) <= 5 + 0
+    finally:
+        cluster.kubectl("delete", "namespacequota", name, "--wait=true", "--timeout=60s", check=False)
+
+
+def test_older_quota_wins_a_shared_namespace(cluster: Cluster, operator: Operator) -> None:
+    team = f"dup-{uuid.uuid4().hex[:6]}"
+    ns = _team_namespace(cluster, team)
+    older, newer = f"a-{team}", f"b-{team}"
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=_pods_quota(older, team, per_namespace=7, total=7))
+    wait_for(
+        lambda: (
+            cluster.kubectl(
+                "-n",
+                ns,
+                "get",
+                "resourcequota",
+                "plinth-quota",
+                "-o",
+                "jsonpath={.metadata.labels.plinth\\.dev/namespacequota}",
+                check=False,
+            ).stdout
+            == older
+        ),
+        what="older quota applied",
+    )
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=_pods_quota(newer, team, per_namespace=3, total=3))
+    try:
+
+        def conflicted() -> Any:
+            cond = _condition(cluster.get("namespacequota", newer), "Conflict")
+            return cond and cond["status"] == "True" and cond
+
+        cond = wait_for(conflicted, what="Conflict on the newer quota")
+        assert older in cond["message"] and ns in cond["message"]
+        ready = _condition(cluster.get("namespacequota", newer), "Ready")
+        assert ready is not None and ready["status"] == "False"
+        rq = cluster.get("-n", ns, "resourcequota", "plinth-quota")
+        assert rq["metadata"]["labels"]["plinth.dev/namespacequota"] == older
+        assert rq["spec"]["hard"]["pods"] == "7"
+        events = cluster.kubectl(
+            "get", "events", "-A", "--field-selector", f"involvedObject.name={newer}", "-o", "json"
+        ).stdout
+        assert "Conflict" in events or "NamespaceClaimedByOlderQuota" in events
+        # The older one goes away: the newer takes the namespace over and recovers.
+        cluster.kubectl("delete", "namespacequota", older, "--wait=true", "--timeout=60s")
+        wait_for(
+            lambda: (
+                cluster.kubectl(
+                    "-n", ns, "get", "resourcequota", "plinth-quota", "-o", "jsonpath={.spec.hard.pods}", check=False
+                ).stdout
+                == "3"
+            ),
+            timeout=60,
+            what="newer quota takes over",
+        )
+        wait_for(lambda: not _condition(cluster.get("namespacequota", newer), "Conflict"), what="Conflict cleared")
+    finally:
+        for q in (older, newer):
+            cluster.kubectl("delete", "namespacequota", q, "--wait=true", "--timeout=60s", check=False)
