@@ -129,7 +129,7 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
         "namespaces": {"count": len(selected), "names": selected[:MAX_LISTED_NAMESPACES]},
         "used": used_total,
         "hard": hard,
-        "summary": _summary(len(selected), used_total, hard),
+        "summary": _summary(used_total, hard),
     }
     observations = [Observation("Ready", True, "Reconciled", f"quota applied in {len(selected)} namespaces")]
     if exceeded:
@@ -215,7 +215,10 @@ def _subset(want: Any, have: Any) -> bool:
     return bool(want == have)
 
 
-def _summary(count: int, used: Mapping[str, str], hard: Mapping[str, str]) -> str:
-    parts = [f"{count} namespace{'s' if count != 1 else ''}"]
-    parts += [f"{key} {used.get(key, '0')}/{limit}" for key, limit in list(hard.items())[:3]]
+def _summary(used: Mapping[str, str], hard: Mapping[str, str]) -> str:
+    """Usage against the total for the printer column; without a total, the usage of the first resources."""
+    if hard:
+        parts = [f"{key} {used.get(key, '0')}/{limit}" for key, limit in list(hard.items())[:3]]
+    else:
+        parts = [f"{key} {value}" for key, value in list(used.items())[:3]]
     return ", ".join(parts)[:256]

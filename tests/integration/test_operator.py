@@ -8,6 +8,7 @@ observedGeneration, serves /metrics and /healthz, and stops cleanly on SIGTERM.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -284,7 +285,10 @@ def test_total_cannot_be_exceeded_by_concurrent_creates(cluster: Cluster, operat
             what="status.used to catch up",
         )
         assert not _condition(obj, "TotalExceeded")
-        cluster.kubectl("get", "nsq", name)  # printer columns render
+        table = cluster.kubectl("get", "nsq", name).stdout.splitlines()
+        assert table[0].split() == ["NAME", "NAMESPACES", "USED/TOTAL", "READY", "AGE"]
+        row = re.split(r"\s{2,}", table[1].strip())
+        assert row[:4] == [name, "3", f"pods {_pod_count(cluster, namespaces)}/5", "True"]
 
         # Drift: a deleted ResourceQuota comes back within seconds, from its watch event.
         cluster.kubectl("-n", namespaces[0], "delete", "resourcequota", "plinth-quota")

@@ -223,7 +223,7 @@ EXPECTED_NAMES = {
 EXPECTED_COLUMNS = {
     "ModelDeployment": ["Model", "Version", "Canary", "Available", "Ready", "Status", "Age"],
     "PreviewEnvironment": ["PR", "Team", "URL", "Ready", "Expires", "Status", "Age"],
-    "NamespaceQuota": ["Namespaces", "Summary", "Ready", "Status", "Age"],
+    "NamespaceQuota": ["Namespaces", "Used/Total", "Ready", "Status", "Age"],
 }
 READY_PATH = '.status.conditions[?(@.type=="Ready")].status'
 

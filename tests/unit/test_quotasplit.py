@@ -6,7 +6,6 @@ import random
 from decimal import Decimal
 
 import pytest
-
 from plinth.operator.api.v1alpha1 import parse_quantity
 from plinth.operator.reconcilers.quotasplit import split_total
 
@@ -57,9 +56,7 @@ def test_shares_never_sum_past_the_total_and_never_cut_below_usage(seed: int) ->
     total = rng.randint(0, 40) * scale
     cap = rng.choice([None, rng.randint(1, 20) * scale])
     used = {ns: {resource: str(rng.randint(0, 6) * scale)} for ns in names if rng.random() < 0.7}
-    allocation, exceeded = split_total(
-        {resource: str(total)}, {resource: str(cap)} if cap else {}, used, names
-    )
+    allocation, exceeded = split_total({resource: str(total)}, {resource: str(cap)} if cap else {}, used, names)
     used_sum = sum((parse_quantity(u[resource]) for u in used.values()), Decimal(0))
     for ns in names:
         share = parse_quantity(allocation[ns][resource])

@@ -274,7 +274,7 @@ NAMESPACE_QUOTA = KindInfo(
     ),
     printer_columns=(
         PrinterColumn("Namespaces", "integer", ".status.namespaces.count", "Number of selected namespaces."),
-        PrinterColumn("Summary", "string", ".status.summary", "Combined usage against total limits.", priority=1),
+        PrinterColumn("Used/Total", "string", ".status.summary", "Combined usage against spec.total.hard."),
         *_ready_columns(),
         _AGE,
     ),

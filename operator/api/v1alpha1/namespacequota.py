@@ -218,5 +218,8 @@ class NamespaceQuotaStatus(StatusBase):
     )
     summary: Annotated[str, StringConstraints(max_length=256)] | None = Field(
         default=None,
-        description="A one-line summary for kubectl get, such as: 3 namespaces, requests.cpu 2/20.",
+        description=(
+            "Combined usage against spec.total.hard for kubectl get, such as: pods 7/50, requests.cpu 2/20 "
+            "(first three resources)."
+        ),
     )
