@@ -31,6 +31,7 @@ log = logging.getLogger("plinth.reconcile")
 Steps = Callable[[KubernetesObjects, Manifest, Any], Outcome]
 # (object, event type Normal/Warning, reason, message): posts a Kubernetes Event about the object.
 EmitEvent = Callable[[Manifest, str, str, str], None]
+Retry = kopf.PermanentError | kopf.TemporaryError
 # Conditions worth an Event when they change; Reconciling comes and goes with every wait and would only add noise.
 _EVENTFUL = frozenset({READY, STALLED}) | NEGATIVE_POLARITY
 
@@ -45,6 +46,9 @@ class Reconciler:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._first_seen: dict[tuple[str, int], float] = {}
+        # The status this process last wrote per object. Several triggers (resume, namespace and child events) may
+        # hand us the same stale body; comparing against what we wrote keeps events and status writes to real changes.
+        self._written: dict[str, dict[str, Any]] = {}
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._locks_guard:
@@ -56,6 +60,7 @@ class Reconciler:
             self._locks.pop(uid, None)
         for key in [k for k in self._first_seen if k[0] == uid]:
             self._first_seen.pop(key, None)
+        self._written.pop(uid, None)
 
     def run(self, info: KindInfo, obj: Manifest, steps: Steps) -> Outcome:
         """Reconcile *obj* (a plain dict of the whole object) with *steps*; raises kopf errors for retries."""
@@ -65,53 +70,34 @@ class Reconciler:
             return self._run_locked(info, obj, steps, uid, generation)
 
     def _run_locked(self, info: KindInfo, obj: Manifest, steps: Steps, uid: str, generation: int | None) -> Outcome:
-        meta = obj["metadata"]
-        kind = info.kind
+        meta, kind = obj["metadata"], info.kind
         self._first_seen.setdefault((uid, generation or 0), time.monotonic())
-        previous = info.status_model.model_validate(obj.get("status") or {}).conditions
+        current_status = self._written.get(uid) or obj.get("status") or {}
+        previous = info.status_model.model_validate(current_status).conditions
         started = time.perf_counter()
-        self.metrics.in_progress.labels(kind).inc()
-        result = "success"
-        retry: kopf.PermanentError | kopf.TemporaryError | None = None
         span_attrs = {
             "plinth.kind": kind,
             "plinth.name": meta["name"],
             "plinth.namespace": meta.get("namespace", ""),
             "plinth.generation": generation or 0,
         }
-        with tracer().start_as_current_span(f"reconcile {kind}", attributes=span_attrs) as span:
-            try:
-                spec = info.spec_model.model_validate(obj.get("spec") or {})
-                outcome = steps(self.kube, obj, spec)
-            except ValidationError as err:
-                result = "stalled"
-                outcome = Outcome(observations=[Observation(STALLED, True, "InvalidSpec", _validation_message(err))])
-                retry = kopf.PermanentError(f"invalid spec: {_validation_message(err)}")
-            except Stalled as err:
-                result = "stalled"
-                outcome = Outcome(observations=[Observation(STALLED, True, err.reason, err.message)])
-                retry = kopf.PermanentError(err.message)
-            except Waiting as err:
-                result = "waiting"
-                outcome = Outcome(observations=[Observation(RECONCILING, True, err.reason, err.message)])
-                retry = kopf.TemporaryError(err.message, delay=err.delay)
-            except Exception as err:  # unexpected: keep the operator up, report, retry with back-off
-                result = "error"
-                log.exception("reconcile failed", extra={"ref": _ref(kind, meta)})
-                message = f"reconcile failed: {type(err).__name__}; see the operator log"
-                outcome = Outcome(observations=[Observation(RECONCILING, True, "ReconcileError", message)])
-                retry = kopf.TemporaryError(message, delay=15)
-            span.set_attribute("plinth.result", result)
-            conditions = summarize(previous, outcome.observations, generation)
-            status = {
-                **outcome.status,
-                "observedGeneration": generation,
-                "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conditions],
-            }
-            if status != {k: (obj.get("status") or {}).get(k) for k in status}:
-                self.kube.patch_status(API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace"))
+        self.metrics.in_progress.labels(kind).inc()
+        try:
+            with tracer().start_as_current_span(f"reconcile {kind}", attributes=span_attrs) as span:
+                outcome, result, retry = self._attempt(info, obj, steps)
+                span.set_attribute("plinth.result", result)
+                conditions = summarize(previous, outcome.observations, generation)
+                status = {
+                    **outcome.status,
+                    "observedGeneration": generation,
+                    "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conditions],
+                }
+                if status != {k: current_status.get(k) for k in status}:
+                    self.kube.patch_status(API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace"))
+                    self._written[uid] = status
+        finally:
+            self.metrics.in_progress.labels(kind).dec()
         duration = time.perf_counter() - started
-        self.metrics.in_progress.labels(kind).dec()
         self.metrics.reconcile_total.labels(kind, result).inc()
         self.metrics.reconcile_duration.labels(kind).observe(duration)
         if is_ready(conditions, generation):
@@ -126,6 +112,27 @@ class Reconciler:
         if retry is not None:
             raise retry
         return outcome
+
+    def _attempt(self, info: KindInfo, obj: Manifest, steps: Steps) -> tuple[Outcome, str, Retry | None]:
+        """Parse and run the steps; map every failure onto the error ladder: (outcome, result label, kopf retry)."""
+        try:
+            spec = info.spec_model.model_validate(obj.get("spec") or {})
+            return steps(self.kube, obj, spec), "success", None
+        except ValidationError as err:
+            message = _validation_message(err)
+            stalled = Outcome(observations=[Observation(STALLED, True, "InvalidSpec", message)])
+            return stalled, "stalled", kopf.PermanentError(f"invalid spec: {message}")
+        except Stalled as err:
+            stalled = Outcome(observations=[Observation(STALLED, True, err.reason, err.message)])
+            return stalled, "stalled", kopf.PermanentError(err.message)
+        except Waiting as err:
+            waiting = Outcome(observations=[Observation(RECONCILING, True, err.reason, err.message)])
+            return waiting, "waiting", kopf.TemporaryError(err.message, delay=err.delay)
+        except Exception as err:  # unexpected: keep the operator up, report, retry with back-off
+            log.exception("reconcile failed", extra={"ref": _ref(info.kind, obj["metadata"])})
+            message = f"reconcile failed: {type(err).__name__}; see the operator log"
+            failed = Outcome(observations=[Observation(RECONCILING, True, "ReconcileError", message)])
+            return failed, "error", kopf.TemporaryError(message, delay=15)
 
     def _post_transitions(self, obj: Manifest, previous: list[Condition], current: list[Condition]) -> None:
         """Events on change, failure and recovery only: a resync with the same outcome posts nothing."""

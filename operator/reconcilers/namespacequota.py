@@ -131,7 +131,7 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
         "hard": hard,
         "summary": _summary(used_total, hard),
     }
-    observations = [Observation("Ready", True, "Reconciled", f"quota applied in {len(selected)} namespaces")]
+    observations = [Observation("Ready", True, "Reconciled", f"quota applied in {_count(len(selected), 'namespace')}")]
     if exceeded:
         detail = ", ".join(f"{r} {used_total.get(r, '0')}/{hard[r]}" for r in exceeded)
         observations.append(
@@ -222,3 +222,7 @@ def _summary(used: Mapping[str, str], hard: Mapping[str, str]) -> str:
     else:
         parts = [f"{key} {value}" for key, value in list(used.items())[:3]]
     return ", ".join(parts)[:256]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

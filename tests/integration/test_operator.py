@@ -177,6 +177,11 @@ def test_namespacequota_end_to_end(cluster: Cluster, operator: Operator) -> None
         obj = wait_for(ready, what="Ready for generation 2")
         assert obj["status"]["observedGeneration"] == 2
         cluster.kubectl("wait", "--for=condition=Ready", f"namespacequota/{name}", "--timeout=30s")
+        # Events on change only: several triggers at once (resume, namespace and child events) post no duplicates.
+        events = cluster.get("events", "-A", "--field-selector", f"involvedObject.name={name}")["items"]
+        posted = [e["message"].split(":")[0] for e in events for _ in range(e.get("count") or 1)]
+        assert posted.count("Ready=True") >= 1
+        assert posted.count("Ready=True") <= posted.count("Ready=False") + 1, posted
     finally:
         cluster.kubectl("delete", "namespacequota", name, "--wait=true", "--timeout=60s", check=False)
     # Owned children are garbage-collected with their NamespaceQuota.
