@@ -7,9 +7,11 @@ admission and controller, and the service-account token controller.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from plinth.operator import devcluster
 
 from tests.conftest import Cluster, wait_for
 
@@ -79,3 +81,31 @@ def test_namespace_deletion_completes_and_collects_garbage(cluster: Cluster) -> 
     wait_for(lambda: len(cluster.get("-n", "doomed", "pods")["items"]) == 2, what="pods to exist")
     cluster.kubectl("delete", "namespace", "doomed", "--timeout=90s")
     assert cluster.kubectl("get", "namespace", "doomed", check=False).returncode != 0
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args:
+            found.append(args)
+    return found
+
+
+def test_second_cluster_side_by_side_and_clean_shutdown(cluster: Cluster, tmp_path: Path) -> None:
+    """Another instance boots next to the session's cluster on its own ports, and `down` leaves no process."""
+    second = devcluster.up("side-by-side", directory=tmp_path / "second")
+    try:
+        assert second.server not in cluster.kubeconfig.read_text()  # its own port
+        other = Cluster(second.kubeconfig)
+        assert other.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+        assert [n["metadata"]["name"] for n in other.get("nodes")["items"]] == list(second.nodes)
+        assert len(_processes_mentioning(str(tmp_path / "second"))) >= 1
+    finally:
+        assert devcluster.down("side-by-side", directory=tmp_path / "second", keep=True)
+    # Components are children with a parent-death signal: nothing of this cluster survives its supervisor.
+    wait_for(lambda: not _processes_mentioning(str(tmp_path / "second")), timeout=30, what="no leftover process")
+    assert devcluster.status("side-by-side", directory=tmp_path / "second") is None
