@@ -45,7 +45,8 @@ class Reconciler:
         self.emit = emit
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._first_seen: dict[tuple[str, int], float] = {}
+        # Per object: (generation, when it was first seen, whether its lag was recorded) for plinth_reconcile_lag.
+        self._generations: dict[str, tuple[int, float, bool]] = {}
         # The status this process last wrote per object. Several triggers (resume, namespace and child events) may
         # hand us the same stale body; comparing against what we wrote keeps events and status writes to real changes.
         self._written: dict[str, dict[str, Any]] = {}
@@ -58,8 +59,7 @@ class Reconciler:
         """Drop per-object state once an object is gone."""
         with self._locks_guard:
             self._locks.pop(uid, None)
-        for key in [k for k in self._first_seen if k[0] == uid]:
-            self._first_seen.pop(key, None)
+        self._generations.pop(uid, None)
         self._written.pop(uid, None)
 
     def run(self, info: KindInfo, obj: Manifest, steps: Steps) -> Outcome:
@@ -71,7 +71,9 @@ class Reconciler:
 
     def _run_locked(self, info: KindInfo, obj: Manifest, steps: Steps, uid: str, generation: int | None) -> Outcome:
         meta, kind = obj["metadata"], info.kind
-        self._first_seen.setdefault((uid, generation or 0), time.monotonic())
+        seen = self._generations.get(uid)
+        if seen is None or seen[0] != (generation or 0):
+            seen = self._generations[uid] = (generation or 0, time.monotonic(), False)
         current_status = self._written.get(uid) or obj.get("status") or {}
         previous = info.status_model.model_validate(current_status).conditions
         started = time.perf_counter()
@@ -100,10 +102,9 @@ class Reconciler:
         duration = time.perf_counter() - started
         self.metrics.reconcile_total.labels(kind, result).inc()
         self.metrics.reconcile_duration.labels(kind).observe(duration)
-        if is_ready(conditions, generation):
-            first = self._first_seen.pop((uid, generation or 0), None)
-            if first is not None:
-                self.metrics.reconcile_lag.labels(kind).observe(time.monotonic() - first)
+        if is_ready(conditions, generation) and not seen[2]:
+            self.metrics.reconcile_lag.labels(kind).observe(time.monotonic() - seen[1])
+            self._generations[uid] = (seen[0], seen[1], True)
         log.info(
             "reconciled",
             extra={"ref": _ref(kind, meta), "generation": generation, "result": result, "duration": round(duration, 4)},
@@ -157,11 +158,16 @@ class Reconciler:
 
 
 def _validation_message(err: ValidationError) -> str:
-    """Field paths and messages only: never the offending input values (they may be secrets)."""
+    """Field paths and messages only. Validators may quote the offending value (it could be a secret), so each
+    error's input is redacted from its message."""
     parts = []
-    for e in err.errors(include_url=False, include_input=False)[:5]:
+    for e in err.errors(include_url=False)[:5]:
+        message = e["msg"]
+        value = e.get("input")
+        if isinstance(value, (str, int, float)) and str(value):
+            message = message.replace(repr(value), "<value>").replace(str(value), "<value>")
         path = ".".join(str(p) for p in e["loc"])
-        parts.append(f"spec.{path}: {e['msg']}" if path else e["msg"])
+        parts.append(f"spec.{path}: {message}" if path else message)
     return "; ".join(parts)
 
 

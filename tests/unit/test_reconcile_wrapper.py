@@ -1,0 +1,150 @@
+"""The reconcile wrapper: the error ladder, status writes, events on change only, metrics — without a cluster.
+
+The adapter is replaced by a tiny in-memory recorder of status patches: this tests the wrapper's logic, not the
+Kubernetes API (the integration tests do that against the real API server).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pytest
+from plinth.adapters.kubernetes import Manifest
+from plinth.operator.api.v1alpha1 import NamespaceQuotaSpec, kind_info
+from plinth.operator.conditions import Observation
+from plinth.operator.errors import Stalled, Waiting
+from plinth.operator.metrics import Metrics
+from plinth.operator.reconcile import Reconciler
+from plinth.operator.reconcilers import Outcome
+
+INFO = kind_info("NamespaceQuota")
+
+
+class StatusRecorder:
+    """Implements the adapter protocol; only status patches matter here."""
+
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        return manifest
+
+    def list(
+        self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Manifest]:
+        return []
+
+    def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> bool:
+        return False
+
+    def patch_status(
+        self, api_version: str, kind: str, name: str, status: dict[str, Any], *, namespace: str | None = None
+    ) -> None:
+        self.patches.append(status)
+
+
+def _obj(spec: dict[str, Any], generation: int = 1) -> Manifest:
+    return {
+        "apiVersion": "plinth.dev/v1alpha1",
+        "kind": "NamespaceQuota",
+        "metadata": {"name": "q", "uid": "uid-1", "generation": generation},
+        "spec": spec,
+    }
+
+
+VALID = {"namespaces": ["a"], "perNamespace": {"hard": {"pods": 3}}}
+
+
+def _conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+@pytest.fixture
+def setup() -> tuple[Reconciler, StatusRecorder, list[tuple[str, str, str]], Metrics]:
+    kube, events, metrics = StatusRecorder(), [], Metrics()
+    reconciler = Reconciler(kube, metrics, lambda obj, type_, reason, msg: events.append((type_, reason, msg)))
+    return reconciler, kube, events, metrics
+
+
+def _ok(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+    return Outcome(status={"used": {}}, observations=[Observation("Ready", True, "Reconciled", "fine")])
+
+
+def test_success_writes_status_once_and_posts_one_event(setup: Any) -> None:
+    reconciler, kube, events, metrics = setup
+    reconciler.run(INFO, _obj(VALID), _ok)
+    reconciler.run(INFO, _obj(VALID), _ok)  # same outcome, same stale body: nothing new to write or say
+    assert len(kube.patches) == 1
+    status = kube.patches[0]
+    assert status["observedGeneration"] == 1
+    assert _conditions(status)["Ready"]["status"] == "True"
+    assert [e[:2] for e in events] == [("Normal", "Reconciled")]
+    assert (
+        metrics.registry.get_sample_value("plinth_reconcile_total", {"kind": "NamespaceQuota", "result": "success"})
+        == 2
+    )
+    assert metrics.registry.get_sample_value("plinth_reconcile_lag_seconds_count", {"kind": "NamespaceQuota"}) == 1
+    assert metrics.registry.get_sample_value("plinth_reconcile_in_progress", {"kind": "NamespaceQuota"}) == 0
+
+
+def test_invalid_spec_stalls_without_echoing_values(setup: Any) -> None:
+    reconciler, kube, events, _ = setup
+    secretish = "hunter2-not-a-quantity"
+    with pytest.raises(kopf.PermanentError):
+        reconciler.run(INFO, _obj({"namespaces": ["a"], "perNamespace": {"hard": {"pods": secretish}}}), _ok)
+    conditions = _conditions(kube.patches[-1])
+    assert conditions["Stalled"]["status"] == "True"
+    assert conditions["Stalled"]["reason"] == "InvalidSpec"
+    assert "spec.perNamespace.hard.pods" in conditions["Stalled"]["message"]
+    assert conditions["Ready"]["status"] == "False"
+    assert "Reconciling" not in conditions
+    assert all(secretish not in str(part) for e in events for part in e)
+    assert secretish not in str(kube.patches)
+
+
+def test_stalled_then_recovered(setup: Any) -> None:
+    reconciler, kube, events, _ = setup
+
+    def refuse(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        raise Stalled("SecretNotShared", "secret db is not shared with this namespace")
+
+    with pytest.raises(kopf.PermanentError):
+        reconciler.run(INFO, _obj(VALID), refuse)
+    assert _conditions(kube.patches[-1])["Stalled"]["reason"] == "SecretNotShared"
+    reconciler.run(INFO, _obj(VALID, generation=2), _ok)
+    conditions = _conditions(kube.patches[-1])
+    assert "Stalled" not in conditions  # failure conditions disappear on recovery
+    assert conditions["Ready"]["status"] == "True"
+    assert ("Normal", "StalledResolved") in [e[:2] for e in events]
+
+
+def test_waiting_is_reconciling_and_retried_after_its_delay(setup: Any) -> None:
+    reconciler, kube, _, _ = setup
+
+    def wait(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        raise Waiting("PodsStarting", "2/3 pods ready", delay=7)
+
+    with pytest.raises(kopf.TemporaryError) as raised:
+        reconciler.run(INFO, _obj(VALID), wait)
+    assert raised.value.delay == 7
+    conditions = _conditions(kube.patches[-1])
+    assert conditions["Reconciling"]["status"] == "True"
+    assert conditions["Ready"]["status"] == "False"
+    assert "Stalled" not in conditions
+
+
+def test_unexpected_error_never_crashes_and_hides_details(setup: Any) -> None:
+    reconciler, kube, _, metrics = setup
+
+    def boom(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        raise RuntimeError("password=hunter2")
+
+    with pytest.raises(kopf.TemporaryError):
+        reconciler.run(INFO, _obj(VALID), boom)
+    ready = _conditions(kube.patches[-1])["Ready"]
+    assert ready["reason"] == "ReconcileError"
+    assert "hunter2" not in ready["message"]
+    assert (
+        metrics.registry.get_sample_value("plinth_reconcile_total", {"kind": "NamespaceQuota", "result": "error"}) == 1
+    )
