@@ -10,6 +10,7 @@ from plinth.adapters.kubernetes import DynamicKubernetes, load_config
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
 from plinth.operator import tracing
+from plinth.operator.builders import model, quota
 from plinth.operator.reconcile import Reconciler
 from plinth.operator.settings import FIELD_MANAGER, FINALIZER, Settings
 
@@ -34,6 +35,16 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     # Events are posted by Plinth on change/failure/recovery only; kopf's own per-handler chatter stays in logs.
     s.posting.level = logging.WARNING
     s.networking.error_backoffs = [1, 2, 5, 10, 30]
+    # Children are watched to repair drift and follow rollouts. Handler label filters are applied client-side, so
+    # without these server-side selectors the operator would stream every Pod and Deployment in the cluster.
+    for resource, owner_label in (
+        ("pods", model.OWNER_LABEL),
+        (("apps", "deployments"), model.OWNER_LABEL),
+        ("resourcequotas", quota.OWNER_LABEL),
+        ("limitranges", quota.OWNER_LABEL),
+        (("networking.k8s.io", "networkpolicies"), quota.OWNER_LABEL),
+    ):
+        s.watching.label_selectors[resource] = owner_label
     return s
 
 

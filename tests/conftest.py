@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -97,6 +100,56 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield started
     finally:
         devcluster.down(name, directory=directory, keep=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except OSError:
+        return 0, ""
+
+
+class Operator:
+    def __init__(self, proc: subprocess.Popen[str], port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+
+    def metrics(self) -> str:
+        return http_get(f"http://127.0.0.1:{self.port}/metrics")[1]
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "plinth"), "run", "--metrics-port", str(port)],
+            env=cluster.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    op = Operator(proc, port, log)
+    wait_for(
+        lambda: proc.poll() is not None or http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200,
+        what="operator /healthz",
+    )
+    assert proc.poll() is None, log.read_text()[-3000:]
+    yield op
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 @pytest.fixture

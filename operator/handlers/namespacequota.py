@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import quota
+from plinth.operator.handlers.common import reconcile_quietly
 from plinth.operator.reconcilers import namespacequota
 
 INFO = kind_info("NamespaceQuota")
@@ -66,6 +66,4 @@ def _reconcile_all(memo: kopf.Memo, index: kopf.Index[str, dict[str, Any]]) -> N
 
 
 def _run_quietly(memo: kopf.Memo, obj: dict[str, Any]) -> None:
-    # A failure is recorded in the quota's status; the next child event, its own handlers or the timer retry.
-    with contextlib.suppress(kopf.PermanentError, kopf.TemporaryError):
-        memo.reconciler.run(INFO, obj, namespacequota.reconcile)
+    reconcile_quietly(memo, INFO, obj, namespacequota.reconcile)

@@ -10,70 +10,18 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import Cluster, wait_for
+from tests.conftest import Cluster, Operator, free_port, http_get, wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _http(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status, resp.read().decode()
-    except OSError:
-        return 0, ""
-
-
-class Operator:
-    def __init__(self, proc: subprocess.Popen[str], port: int, log: Path) -> None:
-        self.proc, self.port, self.log = proc, port, log
-
-    def metrics(self) -> str:
-        return _http(f"http://127.0.0.1:{self.port}/metrics")[1]
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    port = _free_port()
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "plinth"), "run", "--metrics-port", str(port)],
-            env=cluster.env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    op = Operator(proc, port, log)
-    wait_for(
-        lambda: proc.poll() is not None or _http(f"http://127.0.0.1:{port}/healthz")[0] == 200, what="operator /healthz"
-    )
-    assert proc.poll() is None, log.read_text()[-3000:]
-    yield op
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def _team_namespace(cluster: Cluster, team: str) -> str:
@@ -204,7 +152,7 @@ def test_metrics_are_served(operator: Operator, cluster: Cluster) -> None:
 
 
 def test_operator_logs_are_json_and_stop_cleanly(cluster: Cluster, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "op.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -215,7 +163,9 @@ def test_operator_logs_are_json_and_stop_cleanly(cluster: Cluster, tmp_path: Pat
             text=True,
         )
     try:
-        wait_for(lambda: _http(f"http://127.0.0.1:{port}/healthz")[0] == 200 or proc.poll() is not None, what="healthz")
+        wait_for(
+            lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200 or proc.poll() is not None, what="healthz"
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

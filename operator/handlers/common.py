@@ -1,0 +1,20 @@
+"""What the per-kind handler modules share: reconciling an owner from an event about something else."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import kopf
+from plinth.operator.api.v1alpha1 import KindInfo
+from plinth.operator.reconcile import Steps
+
+
+def reconcile_quietly(memo: kopf.Memo, info: KindInfo, obj: dict[str, Any], steps: Steps) -> None:
+    """Reconcile *obj* outside its own handler (a child or namespace changed).
+
+    A failure is recorded in the object's status; its own handlers, the next child event or the timer retry, so the
+    retry signal is not propagated to the unrelated event's handler.
+    """
+    with contextlib.suppress(kopf.PermanentError, kopf.TemporaryError):
+        memo.reconciler.run(info, obj, steps)

@@ -1,0 +1,46 @@
+"""ModelDeployment handlers: reconcile on create/update/resume and a resync timer, and whenever its Deployment or
+Pods change (rollout progress, crash loops) — found through an index by namespace/name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
+from plinth.operator.builders import model
+from plinth.operator.handlers.common import reconcile_quietly
+from plinth.operator.reconcilers import modeldeployment
+
+INFO = kind_info("ModelDeployment")
+RESOURCE = (GROUP, VERSION, INFO.plural)
+
+
+@kopf.index(*RESOURCE)
+def modeldeployments(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """Every ModelDeployment by namespace/name, so child events can find their owner."""
+    return {f"{body['metadata']['namespace']}/{body['metadata']['name']}": dict(body)}
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+@kopf.timer(*RESOURCE, interval=300, initial_delay=300, idle=60)
+def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.reconciler.run(INFO, dict(body), modeldeployment.reconcile)
+
+
+@kopf.on.delete(*RESOURCE, optional=True)
+def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Children are owned and garbage-collected; only in-memory state needs dropping."""
+    memo.reconciler.forget(body["metadata"]["uid"])
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={model.OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={model.OWNER_LABEL: kopf.PRESENT})
+def child_changed(type: str, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Rollout progress, readiness and crash loops show up on the children first: re-evaluate the owner."""
+    if not type:
+        return
+    index: kopf.Index[str, dict[str, Any]] = kwargs["modeldeployments"]
+    for obj in index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ()):
+        reconcile_quietly(memo, INFO, obj, modeldeployment.reconcile)

@@ -1,0 +1,127 @@
+"""ModelDeployment (stable track) against the real control plane, with the operator running as a subprocess:
+children, status truthfulness (never Ready while pods crash-loop), rolling version changes and history, and the
+switch between fixed replicas and autoscaling."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Cluster, Operator, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def _apply(cluster: Cluster, namespace: str, name: str, **spec: Any) -> None:
+    body = {
+        "apiVersion": "plinth.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"name": "fraud-scorer", "version": "1.4.0", "uri": "s3://models/fraud/1.4.0"},
+            "runtime": {"image": "registry.example/model-server:2.1", "port": 8080},
+            "replicas": 2,
+            **spec,
+        },
+    }
+    # Server-side apply: a field left out of the applied object is removed (replicas=None -> no replicas).
+    body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
+    cluster.kubectl("apply", "--server-side", "--field-manager=tests", "-f", "-", input=yaml.safe_dump(body))
+
+
+def _md(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = cluster.get("-n", namespace, "modeldeployment", name)
+    return obj
+
+
+def _cond(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+def _ready_at(cluster: Cluster, namespace: str, name: str, version: str) -> dict[str, Any]:
+    def check() -> Any:
+        obj = _md(cluster, namespace, name)
+        ready = _cond(obj, "Ready")
+        return (
+            ready
+            and ready["status"] == "True"
+            and obj["status"].get("activeVersion") == version
+            and obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+            and obj
+        )
+
+    result: dict[str, Any] = wait_for(check, timeout=90, what=f"Ready at {version}")
+    return result
+
+
+def test_serving_rollout_crashloop_and_scaling(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    name = f"md-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, namespace, name)
+    obj = _ready_at(cluster, namespace, name, "1.4.0")
+    assert obj["status"]["url"] == f"http://{name}.{namespace}.svc.cluster.local:8080"
+    assert obj["status"]["readyReplicas"] == 2
+    assert [(h["version"], h["outcome"]) for h in obj["status"]["history"]] == [("1.4.0", "Active")]
+    dep = cluster.get("-n", namespace, "deployment", name)
+    template = dep["spec"]["template"]
+    assert template["metadata"]["labels"]["plinth.dev/model-version"] == "1.4.0"
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+    assert env["MODEL_URI"] == "s3://models/fraud/1.4.0"
+    svc = cluster.get("-n", namespace, "service", name)
+    assert svc["spec"]["selector"] == {"plinth.dev/modeldeployment": name}
+    assert cluster.get("-n", namespace, "pdb", name)["spec"]["maxUnavailable"] == 1
+    cluster.kubectl("-n", namespace, "wait", "--for=condition=Ready", f"modeldeployment/{name}", "--timeout=30s")
+
+    # A new version rolls out; history records the change.
+    _apply(cluster, namespace, name, model={"name": "fraud-scorer", "version": "1.5.0", "uri": "s3://m/1.5.0"})
+    obj = _ready_at(cluster, namespace, name, "1.5.0")
+    assert [(h["version"], h["outcome"]) for h in obj["status"]["history"]] == [
+        ("1.5.0", "Active"),
+        ("1.4.0", "Superseded"),
+    ]
+
+    # A broken image: never Ready, Stalled names the problem, the old version keeps serving.
+    _apply(
+        cluster,
+        namespace,
+        name,
+        model={"name": "fraud-scorer", "version": "1.6.0", "uri": "s3://m/1.6.0"},
+        runtime={"image": "registry.example/model-server:crashloop", "port": 8080},
+    )
+
+    def stalled() -> Any:
+        cond = _cond(_md(cluster, namespace, name), "Stalled")
+        return cond and cond["status"] == "True" and cond
+
+    cond = wait_for(stalled, timeout=90, what="Stalled on crash loop")
+    assert cond["reason"] == "CrashLoopBackOff"
+    obj = _md(cluster, namespace, name)
+    assert (_cond(obj, "Ready") or {}).get("status") == "False"
+    assert obj["status"]["activeVersion"] == "1.5.0"
+    assert "1.6.0" in cond["message"]
+
+    # Fixed back, then autoscaled: an HPA appears; back to one replica: HPA and PDB go.
+    _apply(
+        cluster,
+        namespace,
+        name,
+        model={"name": "fraud-scorer", "version": "1.6.1", "uri": "s3://m/1.6.1"},
+        replicas=None,
+        autoscaling={"minReplicas": 1, "maxReplicas": 4, "targetCPUUtilizationPercentage": 70},
+    )
+    _ready_at(cluster, namespace, name, "1.6.1")
+    hpa = cluster.get("-n", namespace, "hpa", name)
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+    _apply(
+        cluster, namespace, name, model={"name": "fraud-scorer", "version": "1.6.1", "uri": "s3://m/1.6.1"}, replicas=1
+    )
+    wait_for(
+        lambda: cluster.kubectl("-n", namespace, "get", "hpa", name, check=False).returncode != 0, what="HPA removed"
+    )
+    wait_for(
+        lambda: cluster.kubectl("-n", namespace, "get", "pdb", name, check=False).returncode != 0, what="PDB removed"
+    )
+    _ready_at(cluster, namespace, name, "1.6.1")
