@@ -15,10 +15,6 @@ class Settings:
     log_level: str = "INFO"
     """Log level of the operator's JSON logs."""
 
-    resync_seconds: float = 300.0
-    """Periodic re-check of every object, a safety net beside watches: drift on children is corrected by watching
-    them; this catches what no event announces (e.g. quota usage that changed without an object event)."""
-
     max_workers: int = 20
     """kopf's cap on concurrently handled objects: bounds memory and API load on a 2-core operator pod."""
 
@@ -30,7 +26,6 @@ class Settings:
         env = os.environ
         return cls(
             log_level=env.get("PLINTH_LOG_LEVEL", cls.log_level),
-            resync_seconds=float(env.get("PLINTH_RESYNC_SECONDS", cls.resync_seconds)),
             max_workers=int(env.get("PLINTH_MAX_WORKERS", cls.max_workers)),
             watch_timeout_seconds=int(env.get("PLINTH_WATCH_TIMEOUT_SECONDS", cls.watch_timeout_seconds)),
         )

@@ -118,38 +118,42 @@ def http_get(url: str) -> tuple[int, str]:
 
 
 class Operator:
-    def __init__(self, proc: subprocess.Popen[str], port: int, log: Path) -> None:
-        self.proc, self.port, self.log = proc, port, log
+    """A `plinth run` subprocess against the test cluster, logging to a file."""
+
+    def __init__(self, cluster: Cluster, log: Path) -> None:
+        self.port, self.log = free_port(), log
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "plinth"), "run", "--metrics-port", str(self.port)],
+                env=cluster.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        wait_for(lambda: self.proc.poll() is not None or self.healthz() == 200, what="operator /healthz")
+        assert self.proc.poll() is None, log.read_text()[-3000:]
+
+    def healthz(self) -> int:
+        return http_get(f"http://127.0.0.1:{self.port}/healthz")[0]
 
     def metrics(self) -> str:
         return http_get(f"http://127.0.0.1:{self.port}/metrics")[1]
 
+    def stop(self) -> int:
+        """SIGTERM, as Kubernetes sends it; returns the exit code (killed after 30 s if it hangs)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "plinth"), "run", "--metrics-port", str(port)],
-            env=cluster.env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    op = Operator(proc, port, log)
-    wait_for(
-        lambda: proc.poll() is not None or http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200,
-        what="operator /healthz",
-    )
-    assert proc.poll() is None, log.read_text()[-3000:]
-    yield op
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    running = Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log")
+    yield running
+    running.stop()
 
 
 @pytest.fixture

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Cluster, Operator, free_port, http_get, wait_for
+from tests.conftest import Cluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -31,20 +28,26 @@ def _team_namespace(cluster: Cluster, team: str) -> str:
     return name
 
 
-def _quota(name: str, team: str, isolation: str = "DefaultDeny") -> str:
+def _quota(name: str, team: str, **spec: Any) -> str:
+    """A NamespaceQuota selecting the namespaces labelled plinth.dev/team=<team>, with *spec* on top."""
     return yaml.safe_dump(
         {
             "apiVersion": "plinth.dev/v1alpha1",
             "kind": "NamespaceQuota",
             "metadata": {"name": name},
-            "spec": {
-                "namespaceSelector": {"matchLabels": {"plinth.dev/team": team}},
-                "perNamespace": {"hard": {"requests.cpu": "2", "pods": 10}},
-                "defaults": {"request": {"cpu": "100m"}, "limit": {"cpu": "500m"}},
-                "total": {"hard": {"requests.cpu": "10"}},
-                "networkIsolation": isolation,
-            },
+            "spec": {"namespaceSelector": {"matchLabels": {"plinth.dev/team": team}}, **spec},
         }
+    )
+
+
+def _full_quota(name: str, team: str) -> str:
+    return _quota(
+        name,
+        team,
+        perNamespace={"hard": {"requests.cpu": "2", "pods": 10}},
+        defaults={"request": {"cpu": "100m"}, "limit": {"cpu": "500m"}},
+        total={"hard": {"requests.cpu": "10"}},
+        networkIsolation="DefaultDeny",
     )
 
 
@@ -56,7 +59,7 @@ def test_namespacequota_end_to_end(cluster: Cluster, operator: Operator) -> None
     team = f"team-{uuid.uuid4().hex[:6]}"
     first = _team_namespace(cluster, team)
     name = f"nsq-{team}"
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=_quota(name, team))
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=_full_quota(name, team))
     try:
 
         def ready() -> Any:
@@ -152,44 +155,15 @@ def test_metrics_are_served(operator: Operator, cluster: Cluster) -> None:
 
 
 def test_operator_logs_are_json_and_stop_cleanly(cluster: Cluster, tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "op.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "plinth"), "run", "--metrics-port", str(port)],
-            env=cluster.env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        wait_for(
-            lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200 or proc.poll() is not None, what="healthz"
-        )
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    lines = [line for line in log.read_text().splitlines() if line.strip()]
-    parsed = [json.loads(line) for line in lines]
+    second = Operator(cluster, tmp_path / "op.log")
+    assert second.stop() == 0
+    parsed = [json.loads(line) for line in second.log.read_text().splitlines() if line.strip()]
     assert any(p["message"] == "plinth operator started" for p in parsed)
     assert all({"time", "level", "logger", "message"} <= p.keys() for p in parsed)
 
 
 def _pods_quota(name: str, team: str, per_namespace: int, total: int) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "plinth.dev/v1alpha1",
-            "kind": "NamespaceQuota",
-            "metadata": {"name": name},
-            "spec": {
-                "namespaceSelector": {"matchLabels": {"plinth.dev/team": team}},
-                "perNamespace": {"hard": {"pods": per_namespace}},
-                "total": {"hard": {"pods": total}},
-            },
-        }
-    )
+    return _quota(name, team, perNamespace={"hard": {"pods": per_namespace}}, total={"hard": {"pods": total}})
 
 
 def _pod_count(cluster: Cluster, namespaces: list[str]) -> int:
