@@ -86,7 +86,8 @@ class Reconciler:
         self.metrics.in_progress.labels(kind).inc()
         try:
             with tracer().start_as_current_span(f"reconcile {kind}", attributes=span_attrs) as span:
-                outcome, result, retry = self._attempt(info, obj, steps)
+                # Steps read the previous status (e.g. activeVersion, history): give them the freshest one.
+                outcome, result, retry = self._attempt(info, {**obj, "status": current_status}, steps)
                 span.set_attribute("plinth.result", result)
                 conditions = summarize(previous, outcome.observations, generation)
                 status = {

@@ -148,3 +148,20 @@ def test_unexpected_error_never_crashes_and_hides_details(setup: Any) -> None:
     assert (
         metrics.registry.get_sample_value("plinth_reconcile_total", {"kind": "NamespaceQuota", "result": "error"}) == 1
     )
+
+
+def test_steps_see_the_status_last_written_not_a_stale_body(setup: Any) -> None:
+    """Child events hand over the owner's body from an index, which may predate our last status write."""
+    reconciler, _, _, _ = setup
+    seen: list[Any] = []
+
+    def remember(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        seen.append((obj.get("status") or {}).get("used"))
+        return Outcome(
+            status={"used": {"pods": str(len(seen))}}, observations=[Observation("Ready", True, "Reconciled", "fine")]
+        )
+
+    stale = _obj(VALID)
+    reconciler.run(INFO, stale, remember)
+    reconciler.run(INFO, stale, remember)  # same stale body, without status
+    assert seen == [None, {"pods": "1"}]
