@@ -44,7 +44,10 @@ class Metrics:
             "plinth_reconcile_in_progress", "Reconciles running now (stuck ones stay up).", ["kind"], registry=r
         )
         self.resources = Gauge(
-            "plinth_resources", "Plinth objects by kind and Ready status.", ["kind", "ready"], registry=r
+            "plinth_resources",
+            "Plinth objects this operator reconciled, by kind and Ready status.",
+            ["kind", "ready"],
+            registry=r,
         )
         self.adapter_requests = Counter(
             "plinth_adapter_requests_total", "Calls made by adapters.", ["adapter", "operation", "result"], registry=r

@@ -50,6 +50,8 @@ class Reconciler:
         # The status this process last wrote per object. Several triggers (resume, namespace and child events) may
         # hand us the same stale body; comparing against what we wrote keeps events and status writes to real changes.
         self._written: dict[str, dict[str, Any]] = {}
+        # Per object: (kind, Ready status) as last reconciled, behind the plinth_resources gauge.
+        self._ready: dict[str, tuple[str, str]] = {}
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._locks_guard:
@@ -61,6 +63,8 @@ class Reconciler:
             self._locks.pop(uid, None)
         self._generations.pop(uid, None)
         self._written.pop(uid, None)
+        if (gone := self._ready.pop(uid, None)) is not None:
+            self.metrics.resources.labels(*gone).dec()
 
     def run(self, info: KindInfo, obj: Manifest, steps: Steps) -> Outcome:
         """Reconcile *obj* (a plain dict of the whole object) with *steps*; raises kopf errors for retries."""
@@ -103,6 +107,7 @@ class Reconciler:
         duration = time.perf_counter() - started
         self.metrics.reconcile_total.labels(kind, result).inc()
         self.metrics.reconcile_duration.labels(kind).observe(duration)
+        self._count_ready(uid, kind, next((c.status for c in conditions if c.type == READY), "Unknown"))
         if is_ready(conditions, generation) and not seen[2]:
             self.metrics.reconcile_lag.labels(kind).observe(time.monotonic() - seen[1])
             self._generations[uid] = (seen[0], seen[1], True)
@@ -135,6 +140,15 @@ class Reconciler:
             message = f"reconcile failed: {type(err).__name__}; see the operator log"
             failed = Outcome(observations=[Observation(RECONCILING, True, "ReconcileError", message)])
             return failed, "error", kopf.TemporaryError(message, delay=15)
+
+    def _count_ready(self, uid: str, kind: str, ready: str) -> None:
+        before = self._ready.get(uid)
+        if before == (kind, ready):
+            return
+        if before is not None:
+            self.metrics.resources.labels(*before).dec()
+        self.metrics.resources.labels(kind, ready).inc()
+        self._ready[uid] = (kind, ready)
 
     def _post_transitions(self, obj: Manifest, previous: list[Condition], current: list[Condition]) -> None:
         """Events on change, failure and recovery only: a resync with the same outcome posts nothing."""

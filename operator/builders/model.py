@@ -49,11 +49,15 @@ def deployment(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
         mounts.append({"name": "storage-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.runtime.env]
     port = spec.runtime.port
+    ports = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    metrics_port = spec.monitoring.metrics_port if spec.monitoring else None
+    if metrics_port is not None and metrics_port != port:
+        ports.append({"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"})
     probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 5, "failureThreshold": 3}
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.runtime.image,
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "ports": ports,
         "env": env,
         "readinessProbe": probe,
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 10},
@@ -77,7 +81,7 @@ def deployment(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
         # No downtime: a new version's pods must be Ready before an old one goes.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {
-            "metadata": {"labels": labels, "annotations": {"plinth.dev/model-uri": model.uri}},
+            "metadata": {"labels": labels, "annotations": {"plinth.dev/model-uri": model.uri, **scrape(spec)}},
             "spec": pod_spec,
         },
     }
@@ -86,6 +90,18 @@ def deployment(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
     meta = child_metadata(owner, name, namespace, OWNER_LABEL)
     meta["labels"].update({"app.kubernetes.io/name": model.name, VERSION_LABEL: model.version})
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}
+
+
+def scrape(spec: ModelDeploymentSpec) -> dict[str, str]:
+    """Prometheus scrape annotations (the convention most scrape configs honour) when ``spec.monitoring`` is set."""
+    if spec.monitoring is None:
+        return {}
+    port = spec.monitoring.metrics_port or spec.runtime.port
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": spec.monitoring.metrics_path,
+    }
 
 
 def service(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:

@@ -152,3 +152,19 @@ def test_history() -> None:
     for i in range(30):
         many = next_history(many, f"2.0.{i}", f"t{i}")
     assert len(many) == 20 and many[0]["version"] == "2.0.29"
+
+
+def test_monitoring_adds_scrape_annotations_and_metrics_port() -> None:
+    assert "prometheus.io/scrape" not in model.deployment(OWNER, _spec())["spec"]["template"]["metadata"]["annotations"]
+    dep = model.deployment(OWNER, _spec(monitoring={"metricsPort": 9090, "metricsPath": "/stats"}))
+    pod = dep["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {
+        "plinth.dev/model-uri": "s3://models/fraud/1.4.0",
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+        "prometheus.io/path": "/stats",
+    }
+    assert pod["spec"]["containers"][0]["ports"][1] == {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}
+    same_port = model.deployment(OWNER, _spec(monitoring={}))
+    assert same_port["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9000"
+    assert len(same_port["spec"]["template"]["spec"]["containers"][0]["ports"]) == 1

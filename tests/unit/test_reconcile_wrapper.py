@@ -165,3 +165,22 @@ def test_steps_see_the_status_last_written_not_a_stale_body(setup: Any) -> None:
     reconciler.run(INFO, stale, remember)
     reconciler.run(INFO, stale, remember)  # same stale body, without status
     assert seen == [None, {"pods": "1"}]
+
+
+def test_resources_gauge_follows_ready_and_forget(setup: Any) -> None:
+    reconciler, _, _, metrics = setup
+
+    def gauge(ready: str) -> float | None:
+        return metrics.registry.get_sample_value("plinth_resources", {"kind": "NamespaceQuota", "ready": ready})
+
+    def wait(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        raise Waiting("PodsStarting", "not yet")
+
+    with pytest.raises(kopf.TemporaryError):
+        reconciler.run(INFO, _obj(VALID), wait)
+    assert (gauge("False"), gauge("True")) == (1, None)
+    reconciler.run(INFO, _obj(VALID), _ok)
+    reconciler.run(INFO, _obj(VALID), _ok)
+    assert (gauge("False"), gauge("True")) == (0, 1)
+    reconciler.forget("uid-1")
+    assert gauge("True") == 0
