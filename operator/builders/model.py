@@ -7,6 +7,7 @@ Model credentials (``spec.storage.secretRef``) are mounted read-only into the mo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from plinth.operator.api.v1alpha1 import ModelDeploymentSpec
@@ -26,20 +27,56 @@ def selector(owner: Manifest, track: str = "stable") -> dict[str, str]:
     return {OWNER_LABEL: owner["metadata"]["name"], TRACK_LABEL: track}
 
 
-def deployment(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
+@dataclass(frozen=True)
+class Track:
+    """What one Deployment of a ModelDeployment serves: the stable track, or the canary."""
+
+    name: str
+    version: str
+    uri: str
+    image: str
+    replicas: int | None  # None: an HPA owns the replica count
+
+
+def stable_track(spec: ModelDeploymentSpec, promoted: bool = False) -> Track:
+    """The stable track serves spec.model, or the canary once it has been promoted (while spec.canary names it)."""
+    if promoted and spec.canary is not None:
+        canary = spec.canary
+        return Track("stable", canary.version, canary.uri, canary.image or spec.runtime.image, spec.fixed_replicas)
+    return Track("stable", spec.model.version, spec.model.uri, spec.runtime.image, spec.fixed_replicas)
+
+
+def canary_track(spec: ModelDeploymentSpec, stable_replicas: int) -> Track | None:
+    """The canary's replicas approximate trafficPercent of the Service's endpoints: c / (s + c) ≈ p / 100."""
+    canary = spec.canary
+    if canary is None or canary.traffic_percent == 0:
+        return None
+    percent = canary.traffic_percent
+    wanted = stable_replicas * percent / (100 - percent) if percent < 100 else stable_replicas
+    replicas = max(1, round(wanted))
+    return Track("canary", canary.version, canary.uri, canary.image or spec.runtime.image, replicas)
+
+
+def deployment_name(owner: Manifest, track: str) -> str:
+    name: str = owner["metadata"]["name"]
+    return name if track == "stable" else f"{name}-{track}"
+
+
+def deployment(owner: Manifest, spec: ModelDeploymentSpec, track: Track | None = None) -> Manifest:
+    track = track or stable_track(spec)
     name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
     model = spec.model
     labels = {
-        **selector(owner),
+        **selector(owner, track.name),
         "app.kubernetes.io/name": model.name,
         "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/version": model.version,
-        VERSION_LABEL: model.version,
+        "app.kubernetes.io/version": track.version,
+        VERSION_LABEL: track.version,
     }
     env: list[dict[str, Any]] = [
         {"name": "MODEL_NAME", "value": model.name},
-        {"name": "MODEL_VERSION", "value": model.version},
-        {"name": "MODEL_URI", "value": model.uri},
+        {"name": "MODEL_VERSION", "value": track.version},
+        {"name": "MODEL_URI", "value": track.uri},
     ]
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
@@ -56,7 +93,7 @@ def deployment(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
     probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 5, "failureThreshold": 3}
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": spec.runtime.image,
+        "image": track.image,
         "ports": ports,
         "env": env,
         "readinessProbe": probe,
@@ -77,18 +114,18 @@ def deployment(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
     if volumes:
         pod_spec["volumes"] = volumes
     body: dict[str, Any] = {
-        "selector": {"matchLabels": selector(owner)},
+        "selector": {"matchLabels": selector(owner, track.name)},
         # No downtime: a new version's pods must be Ready before an old one goes.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {
-            "metadata": {"labels": labels, "annotations": {"plinth.dev/model-uri": model.uri, **scrape(spec)}},
+            "metadata": {"labels": labels, "annotations": {"plinth.dev/model-uri": track.uri, **scrape(spec)}},
             "spec": pod_spec,
         },
     }
-    if (replicas := spec.fixed_replicas) is not None:
-        body["replicas"] = replicas
-    meta = child_metadata(owner, name, namespace, OWNER_LABEL)
-    meta["labels"].update({"app.kubernetes.io/name": model.name, VERSION_LABEL: model.version})
+    if track.replicas is not None:
+        body["replicas"] = track.replicas
+    meta = child_metadata(owner, deployment_name(owner, track.name), namespace, OWNER_LABEL)
+    meta["labels"].update({"app.kubernetes.io/name": model.name, VERSION_LABEL: track.version, TRACK_LABEL: track.name})
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}
 
 
@@ -159,6 +196,7 @@ def disruption_budget(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest | 
     }
 
 
-def children(owner: Manifest, spec: ModelDeploymentSpec) -> list[Manifest]:
+def children(owner: Manifest, spec: ModelDeploymentSpec, stable: Track | None = None) -> list[Manifest]:
+    """The stable track's Deployment, the Service, and the HPA and PDB where they apply (the canary is separate)."""
     optional = [autoscaler(owner, spec), disruption_budget(owner, spec)]
-    return [deployment(owner, spec), service(owner, spec), *[c for c in optional if c is not None]]
+    return [deployment(owner, spec, stable), service(owner, spec), *[c for c in optional if c is not None]]

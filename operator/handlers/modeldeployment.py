@@ -29,6 +29,16 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.run(INFO, dict(body), modeldeployment.reconcile)
 
 
+def _has_canary(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("canary"))
+
+
+@kopf.timer(*RESOURCE, interval=10, idle=5, when=_has_canary)
+def canary_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A canary's health gate and autoPromote.after are time-based: re-check every 10 s while one is set."""
+    reconcile_quietly(memo, INFO, dict(body), modeldeployment.reconcile)
+
+
 @kopf.on.delete(*RESOURCE, optional=True)
 def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Children are owned and garbage-collected; only in-memory state needs dropping."""

@@ -9,10 +9,11 @@ complete, and ``status.history`` records each change.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
-from plinth.operator.api.v1alpha1 import ModelDeploymentSpec, format_time
+from plinth.operator.api.v1alpha1 import Canary, ModelDeploymentSpec, format_time, parse_duration
 from plinth.operator.builders import model
 from plinth.operator.conditions import RECONCILING, STALLED, Observation
 from plinth.operator.reconcilers import Outcome
@@ -58,52 +59,211 @@ def next_history(previous: list[dict[str, Any]], active: str | None, now: str) -
     return [{"version": active, "startedAt": now, "outcome": "Active"}, *history][:HISTORY_LIMIT]
 
 
+def next_canary(
+    previous: dict[str, Any] | None, canary: Canary, *, ready: int, want: int, failed: bool, now: datetime
+) -> dict[str, Any]:
+    """The canary's next phase. Promoted and RolledBack are final for a version: only a new canary version (or
+    removing spec.canary) starts over, so a failed canary is never retried behind the user's back."""
+    same = previous is not None and previous.get("version") == canary.version
+    state: dict[str, Any] = dict(previous) if same and previous else {"version": canary.version}
+    phase = state.get("phase", "Progressing")
+    if phase in ("Promoted", "RolledBack"):
+        return state
+    if failed:
+        return {**state, "phase": "RolledBack"}
+    if want > 0 and ready >= want:
+        if phase != "Healthy" or not state.get("healthySince"):
+            state.update(phase="Healthy", healthySince=format_time(now))
+        promote = canary.auto_promote
+        if promote is not None and (now - parse_time(state["healthySince"])).total_seconds() >= parse_duration(
+            promote.after
+        ):
+            state["phase"] = "Promoted"
+        return state
+    state.pop("healthySince", None)
+    return {**state, "phase": "Progressing"}
+
+
 def reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec) -> Outcome:
     meta = obj["metadata"]
     name, namespace = meta["name"], meta["namespace"]
-    desired = model.children(obj, spec)
-    applied = {c["kind"]: kube.apply(c) for c in desired}
-    wanted = {c["kind"] for c in desired}
+    previous = obj.get("status") or {}
     owner_selector = f"{model.OWNER_LABEL}={name}"
+    prev_canary = previous.get("canary") if spec.canary else None
+    promoted = (
+        spec.canary is not None
+        and prev_canary is not None
+        and prev_canary.get("version") == spec.canary.version
+        and prev_canary.get("phase") == "Promoted"
+    )
+
+    applied = {c["kind"]: kube.apply(c) for c in model.children(obj, spec, model.stable_track(spec, promoted))}
+    wanted = set(applied)
     for api_version, kind in OPTIONAL_KINDS:
         if kind not in wanted:
             for child in kube.list(api_version, kind, namespace=namespace, label_selector=owner_selector):
                 kube.delete(api_version, kind, child["metadata"]["name"], namespace=namespace)
-
-    deployment = applied["Deployment"]
     pods = kube.list("v1", "Pod", namespace=namespace, label_selector=owner_selector)
-    done, progress = rollout(deployment, spec.fixed_replicas)
-    previous = obj.get("status") or {}
-    active = spec.model.version if done else previous.get("activeVersion")
+    stable_pods = [p for p in pods if p["metadata"]["labels"].get(model.TRACK_LABEL) == "stable"]
+    deployment = applied["Deployment"]
     dep_status = deployment.get("status") or {}
+
+    canary_state, canary_ready = _reconcile_canary(
+        kube, obj, spec, prev=prev_canary, stable_status=dep_status, pods=pods
+    )
+    if canary_state is not None and canary_state["phase"] == "Promoted" and not promoted:
+        # Promote now: the stable track rolls to the canary version (maxUnavailable 0 keeps serving meanwhile).
+        promoted = True
+        deployment = kube.apply(model.deployment(obj, spec, model.stable_track(spec, promoted=True)))
+        dep_status = deployment.get("status") or {}
+    stable = model.stable_track(spec, promoted)
+    done, progress = rollout(deployment, stable.replicas)
+    active = stable.version if done else previous.get("activeVersion")
+    now = format_time()
+    history = next_history(previous.get("history") or [], active, now)
+    rolled_back_now = (canary_state or {}).get("phase") == "RolledBack" and (prev_canary or {}).get(
+        "phase"
+    ) != "RolledBack"
+    if rolled_back_now and canary_state is not None:
+        history = [
+            {
+                "version": canary_state["version"],
+                "startedAt": (prev_canary or {}).get("healthySince") or now,
+                "endedAt": now,
+                "outcome": "RolledBack",
+            },
+            *history,
+        ][:HISTORY_LIMIT]
+    running_canary = canary_state is not None and canary_state["phase"] in ("Progressing", "Healthy")
+    stable_ready = dep_status.get("readyReplicas") or 0
+    if canary_state is not None:
+        canary_state["trafficPercent"] = (
+            round(100 * canary_ready / (stable_ready + canary_ready)) if running_canary and canary_ready else 0
+        )
     status: dict[str, Any] = {
         "url": f"http://{name}.{namespace}.svc.cluster.local:{spec.runtime.port}",
         "activeVersion": active,
+        "canaryVersion": canary_state["version"] if running_canary and canary_state else None,
+        "canary": canary_state,
         "replicas": dep_status.get("replicas") or 0,
-        "readyReplicas": dep_status.get("readyReplicas") or 0,
-        "history": next_history(previous.get("history") or [], active, format_time()),
+        "readyReplicas": stable_ready,
+        "history": history,
     }
-    crashing = crash_looping(pods)
+    return Outcome(
+        status=status,
+        observations=_observe(
+            stable=stable, done=done, progress=progress, stable_pods=stable_pods, canary=canary_state
+        ),
+    )
+
+
+def _reconcile_canary(
+    kube: KubernetesObjects,
+    obj: Manifest,
+    spec: ModelDeploymentSpec,
+    *,
+    prev: dict[str, Any] | None,
+    stable_status: dict[str, Any],
+    pods: list[Manifest],
+) -> tuple[dict[str, Any] | None, int]:
+    """Run, judge and retire the canary Deployment; returns the canary status and its ready replicas."""
+    namespace = obj["metadata"]["namespace"]
+    canary_name = model.deployment_name(obj, "canary")
+    canary = spec.canary
+    stable_count = stable_status.get("replicas") or spec.fixed_replicas or 1
+    track = model.canary_track(spec, stable_count) if canary is not None else None
+    final = (
+        prev is not None
+        and canary is not None
+        and prev.get("version") == canary.version
+        and prev.get("phase") in ("Promoted", "RolledBack")
+    )
+    if canary is None or track is None or final:
+        kube.delete("apps/v1", "Deployment", canary_name, namespace=namespace)
+        return (dict(prev) if final and prev else None), 0
+    dep = kube.apply(model.deployment(obj, spec, track))
+    canary_pods = [
+        p
+        for p in pods
+        if p["metadata"]["labels"].get(model.TRACK_LABEL) == "canary"
+        and p["metadata"]["labels"].get(model.VERSION_LABEL) == track.version
+    ]
+    failed = bool(crash_looping(canary_pods, canary.rollback.max_restarts))
+    ready = (dep.get("status") or {}).get("readyReplicas") or 0
+    done, _ = rollout(dep, track.replicas)
+    state = next_canary(
+        prev, canary, ready=ready if done else 0, want=track.replicas or 0, failed=failed, now=datetime.now(UTC)
+    )
+    state.update(replicas=(dep.get("status") or {}).get("replicas") or 0, readyReplicas=ready)
+    if state["phase"] in ("Promoted", "RolledBack"):
+        kube.delete("apps/v1", "Deployment", canary_name, namespace=namespace)
+    return state, ready
+
+
+def _observe(
+    *,
+    stable: model.Track,
+    done: bool,
+    progress: str,
+    stable_pods: list[Manifest],
+    canary: dict[str, Any] | None,
+) -> list[Observation]:
+    crashing = crash_looping(stable_pods)
+    observations: list[Observation] = []
+    phase = (canary or {}).get("phase")
+    if canary is not None:
+        healthy = phase != "RolledBack"
+        reason = {
+            "Progressing": "CanaryStarting",
+            "Healthy": "CanaryHealthy",
+            "Promoted": "CanaryPromoted",
+            "RolledBack": "CanaryRolledBack",
+        }[phase or "Progressing"]
+        message = {
+            "Progressing": f"canary {canary['version']}: {canary.get('readyReplicas', 0)} replicas ready",
+            "Healthy": f"canary {canary['version']} healthy since {canary.get('healthySince')}",
+            "Promoted": f"canary {canary['version']} promoted: set spec.model.version to it and remove spec.canary",
+            "RolledBack": f"canary {canary['version']} failed its health gate (crash loop or restarts) and was "
+            "removed; the stable version keeps serving",
+        }[phase or "Progressing"]
+        if phase != "Progressing":
+            observations.append(Observation("CanaryHealthy", healthy, reason, message))
     if crashing:
-        observations = [
+        observations.append(
             Observation(
                 STALLED,
                 True,
                 "CrashLoopBackOff",
-                f"model server pods crash-loop ({', '.join(crashing[:5])}): check the image, args and model "
-                f"URI of version {spec.model.version}",
+                f"model server pods crash-loop ({', '.join(crashing[:5])}): check the image, args and model URI of "
+                f"version {stable.version}",
             )
-        ]
+        )
+    elif phase == "RolledBack":
+        observations.append(
+            Observation(
+                STALLED,
+                True,
+                "CanaryRolledBack",
+                f"canary {canary['version']} was rolled back: change or remove spec.canary" if canary else "",
+            )
+        )
     elif not done:
-        observations = [
+        observations.append(
+            Observation(RECONCILING, True, "RolloutInProgress", f"version {stable.version}: {progress}")
+        )
+    elif phase == "Progressing" and canary is not None:
+        observations.append(
             Observation(
-                RECONCILING, True, "RolloutInProgress", f"version {spec.model.version}: {progress} (Deployment {name})"
+                RECONCILING,
+                True,
+                "CanaryStarting",
+                f"canary {canary['version']}: {canary.get('readyReplicas', 0)} replicas ready",
             )
-        ]
+        )
     else:
-        observations = [
-            Observation(
-                "Ready", True, "Serving", f"version {spec.model.version} serving on {status['readyReplicas']} replicas"
-            )
-        ]
-    return Outcome(status=status, observations=observations)
+        observations.append(Observation("Ready", True, "Serving", f"version {stable.version} serving"))
+    return observations
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -125,3 +125,73 @@ def test_serving_rollout_crashloop_and_scaling(cluster: Cluster, operator: Opera
         lambda: cluster.kubectl("-n", namespace, "get", "pdb", name, check=False).returncode != 0, what="PDB removed"
     )
     _ready_at(cluster, namespace, name, "1.6.1")
+
+
+def _exists(cluster: Cluster, namespace: str, kind: str, name: str) -> bool:
+    return cluster.kubectl("-n", namespace, "get", kind, name, check=False).returncode == 0
+
+
+def test_canary_is_promoted_after_staying_healthy(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    name = f"md-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, namespace, name)
+    _ready_at(cluster, namespace, name, "1.4.0")
+    canary = {"version": "1.5.0", "uri": "s3://m/1.5.0", "trafficPercent": 20, "autoPromote": {"after": "3s"}}
+    _apply(cluster, namespace, name, canary=canary)
+
+    def promoted() -> Any:
+        obj = _md(cluster, namespace, name)
+        state = obj["status"].get("canary") or {}
+        return state.get("phase") == "Promoted" and obj["status"].get("activeVersion") == "1.5.0" and obj
+
+    obj = wait_for(promoted, timeout=90, what="canary promoted")
+    cond = _cond(obj, "CanaryHealthy")
+    assert cond is not None and (cond["status"], cond["reason"]) == ("True", "CanaryPromoted")
+    assert [(h["version"], h["outcome"]) for h in obj["status"]["history"]][:2] == [
+        ("1.5.0", "Active"),
+        ("1.4.0", "Superseded"),
+    ]
+    wait_for(lambda: not _exists(cluster, namespace, "deployment", f"{name}-canary"), what="canary removed")
+    stable = cluster.get("-n", namespace, "deployment", name)
+    assert stable["spec"]["template"]["metadata"]["labels"]["plinth.dev/model-version"] == "1.5.0"
+    # The user makes the promotion permanent the GitOps way: model.version moves, spec.canary goes.
+    _apply(cluster, namespace, name, model={"name": "fraud-scorer", "version": "1.5.0", "uri": "s3://m/1.5.0"})
+    obj = _ready_at(cluster, namespace, name, "1.5.0")
+    assert obj["status"].get("canary") is None
+    assert _cond(obj, "CanaryHealthy") is None
+
+
+def test_failing_canary_is_rolled_back_and_stable_untouched(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    name = f"md-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, namespace, name)
+    _ready_at(cluster, namespace, name, "1.4.0")
+    canary = {
+        "version": "1.5.0",
+        "uri": "s3://m/1.5.0",
+        "image": "registry.example/model-server:crashloop",
+        "trafficPercent": 50,
+        "autoPromote": {"after": "1s"},
+    }
+    _apply(cluster, namespace, name, canary=canary)
+
+    def rolled_back() -> Any:
+        obj = _md(cluster, namespace, name)
+        return (obj["status"].get("canary") or {}).get("phase") == "RolledBack" and obj
+
+    obj = wait_for(rolled_back, timeout=90, what="canary rolled back")
+    cond = _cond(obj, "CanaryHealthy")
+    assert cond is not None and (cond["status"], cond["reason"]) == ("False", "CanaryRolledBack")
+    stalled = _cond(obj, "Stalled")
+    assert stalled is not None and stalled["reason"] == "CanaryRolledBack"
+    assert (_cond(obj, "Ready") or {}).get("status") == "False"
+    assert obj["status"]["activeVersion"] == "1.4.0"
+    assert ("1.5.0", "RolledBack") in [(h["version"], h["outcome"]) for h in obj["status"]["history"]]
+    wait_for(lambda: not _exists(cluster, namespace, "deployment", f"{name}-canary"), what="canary removed")
+    stable = cluster.get("-n", namespace, "deployment", name)
+    assert stable["spec"]["template"]["metadata"]["labels"]["plinth.dev/model-version"] == "1.4.0"
+    assert stable["status"]["readyReplicas"] == 2
+    # Aborting the canary (removing it) brings Ready back.
+    _apply(cluster, namespace, name)
+    obj = _ready_at(cluster, namespace, name, "1.4.0")
+    assert _cond(obj, "Stalled") is None

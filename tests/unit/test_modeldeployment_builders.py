@@ -44,6 +44,7 @@ def test_deployment_golden() -> None:
         **META["labels"],
         "app.kubernetes.io/name": "fraud-scorer",
         "plinth.dev/model-version": "1.4.0",
+        "plinth.dev/track": "stable",
     }
     spec = dep["spec"]
     assert spec["replicas"] == 3

@@ -352,6 +352,32 @@ class HistoryEntry(ApiModel):
     )
 
 
+CanaryPhase = Literal["Progressing", "Healthy", "Promoted", "RolledBack"]
+
+
+class CanaryStatus(ApiModel):
+    """Where the canary stands: the state behind promotion and rollback."""
+
+    version: SemVer = Field(description="The canary version this status describes.")
+    phase: CanaryPhase = Field(
+        description=(
+            "Progressing: canary pods are starting. Healthy: every canary pod is Ready and none crash-loops; "
+            "autoPromote counts from healthySince. Promoted: the stable Deployment now serves this version (update "
+            "spec.model to it and remove spec.canary to make that permanent). RolledBack: the canary failed its "
+            "health gate and was removed; change or remove spec.canary to try again."
+        )
+    )
+    healthy_since: Time | None = Field(default=None, description="When the canary last became healthy (RFC 3339).")
+    replicas: int = Field(default=0, ge=0, description="Canary replicas that exist.")
+    ready_replicas: int = Field(default=0, ge=0, description="Canary replicas that are Ready.")
+    traffic_percent: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Share of the Service's endpoints that are canary pods: the traffic split actually achieved.",
+    )
+
+
 class ModelDeploymentStatus(StatusBase):
     """Observed state of a ModelDeployment, written by the operator."""
 
@@ -364,6 +390,7 @@ class ModelDeploymentStatus(StatusBase):
     canary_version: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None, description="Model version currently running as canary, if any."
     )
+    canary: CanaryStatus | None = Field(default=None, description="State of the canary, while spec.canary is set.")
     replicas: int | None = Field(default=None, ge=0, description="Replicas of the active version that exist.")
     ready_replicas: int | None = Field(
         default=None, ge=0, description="Replicas of the active version that are ready to serve."
@@ -371,5 +398,5 @@ class ModelDeploymentStatus(StatusBase):
     history: list[HistoryEntry] = Field(
         default_factory=list,
         max_length=20,
-        description="Versions served, most recent last; only the 20 most recent are kept.",
+        description="Versions served, most recent first; only the 20 most recent are kept.",
     )
