@@ -169,3 +169,69 @@ def test_monitoring_adds_scrape_annotations_and_metrics_port() -> None:
     same_port = model.deployment(OWNER, _spec(monitoring={}))
     assert same_port["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9000"
     assert len(same_port["spec"]["template"]["spec"]["containers"][0]["ports"]) == 1
+
+
+def _canary_spec(percent: int = 20, after: str | None = "10m", replicas: int = 2) -> ModelDeploymentSpec:
+    canary: dict[str, Any] = {"version": "1.5.0", "uri": "s3://m/1.5.0", "trafficPercent": percent}
+    if after:
+        canary["autoPromote"] = {"after": after}
+    return _spec(replicas=replicas, canary=canary)
+
+
+def test_canary_replicas_approximate_the_traffic_share() -> None:
+    assert model.canary_track(_spec(), 2) is None
+    assert model.canary_track(_canary_spec(percent=0), 2) is None
+    track = model.canary_track(_canary_spec(percent=20), 8)  # 8 * 20/80 = 2 -> exactly 20 %
+    assert track is not None and (track.name, track.version, track.replicas) == ("canary", "1.5.0", 2)
+    small = model.canary_track(_canary_spec(percent=10), 2)  # at least one pod: 33 % is the closest we get
+    assert small is not None and small.replicas == 1
+    half = model.canary_track(_canary_spec(percent=50), 3)
+    assert half is not None and half.replicas == 3
+    dep = model.deployment(OWNER, _canary_spec(), track)
+    assert dep["metadata"]["name"] == "fraud-canary"
+    assert dep["spec"]["selector"]["matchLabels"]["plinth.dev/track"] == "canary"
+    assert dep["spec"]["template"]["spec"]["containers"][0]["env"][2] == {"name": "MODEL_URI", "value": "s3://m/1.5.0"}
+
+
+def test_promoted_stable_track_serves_the_canary() -> None:
+    spec = _canary_spec()
+    assert model.stable_track(spec).version == "1.4.0"
+    promoted = model.stable_track(spec, promoted=True)
+    assert (promoted.name, promoted.version, promoted.uri) == ("stable", "1.5.0", "s3://m/1.5.0")
+
+
+def test_canary_phases() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from plinth.operator.reconcilers.modeldeployment import next_canary
+
+    canary = _canary_spec(after="10m").canary
+    assert canary is not None
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    starting = next_canary(None, canary, ready=0, want=1, failed=False, now=t0)
+    assert starting == {"version": "1.5.0", "phase": "Progressing"}
+    healthy = next_canary(starting, canary, ready=1, want=1, failed=False, now=t0)
+    assert healthy["phase"] == "Healthy" and healthy["healthySince"] == "2026-01-01T00:00:00Z"
+    still = next_canary(healthy, canary, ready=1, want=1, failed=False, now=t0 + timedelta(minutes=9))
+    assert still["phase"] == "Healthy" and still["healthySince"] == healthy["healthySince"]
+    promoted = next_canary(still, canary, ready=1, want=1, failed=False, now=t0 + timedelta(minutes=10))
+    assert promoted["phase"] == "Promoted"
+    # Final for this version, whatever happens next.
+    assert next_canary(promoted, canary, ready=0, want=1, failed=True, now=t0)["phase"] == "Promoted"
+    # A pod that stops being ready resets the healthy clock; a crash loop rolls back for good.
+    reset = next_canary(healthy, canary, ready=0, want=1, failed=False, now=t0 + timedelta(minutes=5))
+    assert reset == {"version": "1.5.0", "phase": "Progressing"}
+    failed = next_canary(healthy, canary, ready=1, want=1, failed=True, now=t0)
+    assert failed["phase"] == "RolledBack"
+    assert next_canary(failed, canary, ready=1, want=1, failed=False, now=t0)["phase"] == "RolledBack"
+    # A new canary version starts over.
+    newer = canary.model_copy(update={"version": "1.6.0"})
+    assert next_canary(failed, newer, ready=0, want=1, failed=False, now=t0) == {
+        "version": "1.6.0",
+        "phase": "Progressing",
+    }
+    # Without autoPromote a healthy canary waits for the user.
+    manual = _canary_spec(after=None).canary
+    assert manual is not None
+    long_after = next_canary(healthy, manual, ready=1, want=1, failed=False, now=t0 + timedelta(days=7))
+    assert long_after["phase"] == "Healthy"
