@@ -66,11 +66,13 @@ def next_canary(
     removing spec.canary) starts over, so a failed canary is never retried behind the user's back."""
     same = previous is not None and previous.get("version") == canary.version
     state: dict[str, Any] = dict(previous) if same and previous else {"version": canary.version}
+    state.setdefault("startedAt", format_time(now))
     phase = state.get("phase", "Progressing")
     if phase in ("Promoted", "RolledBack"):
         return state
     if failed:
         return {**state, "phase": "RolledBack"}
+    waited = (now - parse_time(state["startedAt"])).total_seconds()
     if want > 0 and ready >= want:
         if phase != "Healthy" or not state.get("healthySince"):
             state.update(phase="Healthy", healthySince=format_time(now))
@@ -81,6 +83,8 @@ def next_canary(
             state["phase"] = "Promoted"
         return state
     state.pop("healthySince", None)
+    if phase == "Progressing" and waited >= parse_duration(canary.rollback.ready_timeout):
+        return {**state, "phase": "RolledBack"}  # never became Ready in time
     return {**state, "phase": "Progressing"}
 
 
@@ -152,7 +156,12 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec)
     return Outcome(
         status=status,
         observations=_observe(
-            stable=stable, done=done, progress=progress, stable_pods=stable_pods, canary=canary_state
+            deployment=name,
+            stable=stable,
+            done=done,
+            progress=progress,
+            stable_pods=stable_pods,
+            canary=canary_state,
         ),
     )
 
@@ -202,6 +211,7 @@ def _reconcile_canary(
 
 def _observe(
     *,
+    deployment: str,
     stable: model.Track,
     done: bool,
     progress: str,
@@ -223,8 +233,8 @@ def _observe(
             "Progressing": f"canary {canary['version']}: {canary.get('readyReplicas', 0)} replicas ready",
             "Healthy": f"canary {canary['version']} healthy since {canary.get('healthySince')}",
             "Promoted": f"canary {canary['version']} promoted: set spec.model.version to it and remove spec.canary",
-            "RolledBack": f"canary {canary['version']} failed its health gate (crash loop or restarts) and was "
-            "removed; the stable version keeps serving",
+            "RolledBack": f"canary {canary['version']} failed its health gate (crash loop, restarts, or not Ready "
+            "within rollback.readyTimeout) and was removed; the stable version keeps serving",
         }[phase or "Progressing"]
         if phase != "Progressing":
             observations.append(Observation("CanaryHealthy", healthy, reason, message))
@@ -234,8 +244,8 @@ def _observe(
                 STALLED,
                 True,
                 "CrashLoopBackOff",
-                f"model server pods crash-loop ({', '.join(crashing[:5])}): check the image, args and model URI of "
-                f"version {stable.version}",
+                f"Deployment {deployment}: pods crash-loop ({', '.join(crashing[:5])}): check the image, args and "
+                f"model URI of version {stable.version}",
             )
         )
     elif phase == "RolledBack":

@@ -151,7 +151,7 @@ def test_status_is_a_subresource(cluster: Cluster, namespace: str) -> None:
 def test_printer_columns_and_short_names(cluster: Cluster, namespace: str) -> None:
     _apply(cluster, namespace, _sample("modeldeployment-minimal.yaml"))
     header = cluster.kubectl("get", "md", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "MODEL", "VERSION", "CANARY", "AVAILABLE", "READY", "AGE"]
+    assert header == ["NAME", "MODEL", "VERSION", "CANARY", "CANARY%", "AVAILABLE", "READY", "URL", "AGE"]
     wide = cluster.kubectl("get", "md", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
     assert "STATUS" in wide
     listed = cluster.kubectl("get", "plinth", "-n", namespace, "-o", "name").stdout.split()

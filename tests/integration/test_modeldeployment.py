@@ -5,6 +5,7 @@ switch between fixed replicas and autoscaling."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from tests.conftest import Cluster, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _apply(cluster: Cluster, namespace: str, name: str, **spec: Any) -> None:
@@ -195,3 +197,46 @@ def test_failing_canary_is_rolled_back_and_stable_untouched(
     _apply(cluster, namespace, name)
     obj = _ready_at(cluster, namespace, name, "1.4.0")
     assert _cond(obj, "Stalled") is None
+
+
+def test_canary_never_ready_is_rolled_back(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    name = f"md-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, namespace, name)
+    _ready_at(cluster, namespace, name, "1.4.0")
+    canary = {
+        "version": "1.5.0",
+        "uri": "s3://m/1.5.0",
+        "image": "registry.example/model-server:unready",
+        "trafficPercent": 20,
+        "rollback": {"readyTimeout": "3s"},
+    }
+    _apply(cluster, namespace, name, canary=canary)
+
+    def rolled_back() -> Any:
+        obj = _md(cluster, namespace, name)
+        return (obj["status"].get("canary") or {}).get("phase") == "RolledBack" and obj
+
+    obj = wait_for(rolled_back, timeout=90, what="unready canary rolled back")
+    assert "readyTimeout" in (_cond(obj, "CanaryHealthy") or {}).get("message", "")
+    assert obj["status"]["activeVersion"] == "1.4.0"
+
+
+def test_samples_become_ready_and_deletion_leaves_nothing(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    samples = sorted((ROOT / "crds" / "samples").glob("modeldeployment-*.yaml"))
+    assert samples
+    for path in samples:
+        cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", str(path))
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in samples]
+    for name in names:
+        cluster.kubectl("-n", namespace, "wait", "--for=condition=Ready", f"modeldeployment/{name}", "--timeout=90s")
+    table = cluster.kubectl("-n", namespace, "get", "md").stdout.splitlines()
+    assert table[0].split()[:6] == ["NAME", "MODEL", "VERSION", "CANARY", "CANARY%", "AVAILABLE"]
+    assert "URL" in table[0].split()
+    selector = "app.kubernetes.io/managed-by=plinth"
+    assert cluster.get("-n", namespace, "deployments,services", "-l", selector)["items"]
+    cluster.kubectl("-n", namespace, "delete", "modeldeployments", "--all", "--wait=true", "--timeout=60s")
+    wait_for(
+        lambda: not cluster.get("-n", namespace, "deployments,services,hpa,pdb,pods", "-l", selector)["items"],
+        timeout=90,
+        what="every child garbage-collected",
+    )

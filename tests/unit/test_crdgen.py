@@ -221,7 +221,7 @@ EXPECTED_NAMES = {
     "NamespaceQuota": ("namespacequotas", ["nsq"], "Cluster"),
 }
 EXPECTED_COLUMNS = {
-    "ModelDeployment": ["Model", "Version", "Canary", "Available", "Ready", "Status", "Age"],
+    "ModelDeployment": ["Model", "Version", "Canary", "Canary%", "Available", "Ready", "Status", "URL", "Age"],
     "PreviewEnvironment": ["PR", "Team", "URL", "Ready", "Expires", "Status", "Age"],
     "NamespaceQuota": ["Namespaces", "Used/Total", "Ready", "Status", "Age"],
 }

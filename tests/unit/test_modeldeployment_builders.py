@@ -209,7 +209,7 @@ def test_canary_phases() -> None:
     assert canary is not None
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     starting = next_canary(None, canary, ready=0, want=1, failed=False, now=t0)
-    assert starting == {"version": "1.5.0", "phase": "Progressing"}
+    assert starting == {"version": "1.5.0", "phase": "Progressing", "startedAt": "2026-01-01T00:00:00Z"}
     healthy = next_canary(starting, canary, ready=1, want=1, failed=False, now=t0)
     assert healthy["phase"] == "Healthy" and healthy["healthySince"] == "2026-01-01T00:00:00Z"
     still = next_canary(healthy, canary, ready=1, want=1, failed=False, now=t0 + timedelta(minutes=9))
@@ -220,7 +220,7 @@ def test_canary_phases() -> None:
     assert next_canary(promoted, canary, ready=0, want=1, failed=True, now=t0)["phase"] == "Promoted"
     # A pod that stops being ready resets the healthy clock; a crash loop rolls back for good.
     reset = next_canary(healthy, canary, ready=0, want=1, failed=False, now=t0 + timedelta(minutes=5))
-    assert reset == {"version": "1.5.0", "phase": "Progressing"}
+    assert reset == {"version": "1.5.0", "phase": "Progressing", "startedAt": "2026-01-01T00:00:00Z"}
     failed = next_canary(healthy, canary, ready=1, want=1, failed=True, now=t0)
     assert failed["phase"] == "RolledBack"
     assert next_canary(failed, canary, ready=1, want=1, failed=False, now=t0)["phase"] == "RolledBack"
@@ -229,7 +229,11 @@ def test_canary_phases() -> None:
     assert next_canary(failed, newer, ready=0, want=1, failed=False, now=t0) == {
         "version": "1.6.0",
         "phase": "Progressing",
+        "startedAt": "2026-01-01T00:00:00Z",
     }
+    # Never Ready within rollback.readyTimeout (default 10m): rolled back, not waited for forever.
+    late = next_canary(starting, canary, ready=0, want=1, failed=False, now=t0 + timedelta(minutes=10))
+    assert late["phase"] == "RolledBack"
     # Without autoPromote a healthy canary waits for the user.
     manual = _canary_spec(after=None).canary
     assert manual is not None

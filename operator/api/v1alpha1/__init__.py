@@ -218,8 +218,10 @@ MODEL_DEPLOYMENT = KindInfo(
         PrinterColumn("Model", "string", ".spec.model.name", "Name of the served model."),
         PrinterColumn("Version", "string", ".status.activeVersion", "Model version serving most of the traffic."),
         PrinterColumn("Canary", "string", ".status.canaryVersion", "Model version running as canary."),
+        PrinterColumn("Canary%", "integer", ".status.canary.trafficPercent", "Share of endpoints on the canary."),
         PrinterColumn("Available", "integer", ".status.readyReplicas", "Replicas ready to serve."),
         *_ready_columns(),
+        PrinterColumn("URL", "string", ".status.url", "In-cluster URL of the inference endpoint."),
         _AGE,
     ),
     validations=(

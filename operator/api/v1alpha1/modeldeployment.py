@@ -245,7 +245,16 @@ class CanaryRollback(ApiModel):
         default=3,
         ge=0,
         le=100,
-        description="Roll the canary back when its containers have restarted more than this many times in total.",
+        description=(
+            "Roll the canary back when one of its containers has restarted this many times, or is in CrashLoopBackOff."
+        ),
+    )
+    ready_timeout: Duration = Field(
+        default="10m",
+        description=(
+            "Roll the canary back when its pods are not all Ready this long after it started (Go duration, e.g. "
+            "10m): a canary that never becomes Ready is given up, not waited for forever."
+        ),
     )
 
 
@@ -367,6 +376,7 @@ class CanaryStatus(ApiModel):
             "health gate and was removed; change or remove spec.canary to try again."
         )
     )
+    started_at: Time | None = Field(default=None, description="When this canary version started (RFC 3339).")
     healthy_since: Time | None = Field(default=None, description="When the canary last became healthy (RFC 3339).")
     replicas: int = Field(default=0, ge=0, description="Canary replicas that exist.")
     ready_replicas: int = Field(default=0, ge=0, description="Canary replicas that are Ready.")
