@@ -133,19 +133,32 @@ def _exists(cluster: Cluster, namespace: str, kind: str, name: str) -> bool:
     return cluster.kubectl("-n", namespace, "get", kind, name, check=False).returncode == 0
 
 
-def test_canary_is_promoted_after_staying_healthy(cluster: Cluster, operator: Operator, namespace: str) -> None:
+def _with_canary(cluster: Cluster, namespace: str, **canary: Any) -> str:
+    """A ModelDeployment Ready at 1.4.0, then given a 1.5.0 canary with *canary* on top; returns its name."""
     name = f"md-{uuid.uuid4().hex[:6]}"
     _apply(cluster, namespace, name)
     _ready_at(cluster, namespace, name, "1.4.0")
-    canary = {"version": "1.5.0", "uri": "s3://m/1.5.0", "trafficPercent": 20, "autoPromote": {"after": "3s"}}
-    _apply(cluster, namespace, name, canary=canary)
+    _apply(cluster, namespace, name, canary={"version": "1.5.0", "uri": "s3://m/1.5.0", **canary})
+    return name
 
-    def promoted() -> Any:
+
+def _canary_phase(cluster: Cluster, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    def reached() -> Any:
         obj = _md(cluster, namespace, name)
-        state = obj["status"].get("canary") or {}
-        return state.get("phase") == "Promoted" and obj["status"].get("activeVersion") == "1.5.0" and obj
+        return (obj["status"].get("canary") or {}).get("phase") == phase and obj
 
-    obj = wait_for(promoted, timeout=90, what="canary promoted")
+    obj: dict[str, Any] = wait_for(reached, timeout=90, what=f"canary phase {phase}")
+    return obj
+
+
+def test_canary_is_promoted_after_staying_healthy(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    name = _with_canary(cluster, namespace, trafficPercent=20, autoPromote={"after": "3s"})
+    obj = _canary_phase(cluster, namespace, name, "Promoted")
+    obj = wait_for(
+        lambda: (o := _md(cluster, namespace, name))["status"].get("activeVersion") == "1.5.0" and o,
+        timeout=90,
+        what="promoted version active",
+    )
     cond = _cond(obj, "CanaryHealthy")
     assert cond is not None and (cond["status"], cond["reason"]) == ("True", "CanaryPromoted")
     assert [(h["version"], h["outcome"]) for h in obj["status"]["history"]][:2] == [
@@ -165,23 +178,14 @@ def test_canary_is_promoted_after_staying_healthy(cluster: Cluster, operator: Op
 def test_failing_canary_is_rolled_back_and_stable_untouched(
     cluster: Cluster, operator: Operator, namespace: str
 ) -> None:
-    name = f"md-{uuid.uuid4().hex[:6]}"
-    _apply(cluster, namespace, name)
-    _ready_at(cluster, namespace, name, "1.4.0")
-    canary = {
-        "version": "1.5.0",
-        "uri": "s3://m/1.5.0",
-        "image": "registry.example/model-server:crashloop",
-        "trafficPercent": 50,
-        "autoPromote": {"after": "1s"},
-    }
-    _apply(cluster, namespace, name, canary=canary)
-
-    def rolled_back() -> Any:
-        obj = _md(cluster, namespace, name)
-        return (obj["status"].get("canary") or {}).get("phase") == "RolledBack" and obj
-
-    obj = wait_for(rolled_back, timeout=90, what="canary rolled back")
+    name = _with_canary(
+        cluster,
+        namespace,
+        image="registry.example/model-server:crashloop",
+        trafficPercent=50,
+        autoPromote={"after": "1s"},
+    )
+    obj = _canary_phase(cluster, namespace, name, "RolledBack")
     cond = _cond(obj, "CanaryHealthy")
     assert cond is not None and (cond["status"], cond["reason"]) == ("False", "CanaryRolledBack")
     stalled = _cond(obj, "Stalled")
@@ -200,23 +204,14 @@ def test_failing_canary_is_rolled_back_and_stable_untouched(
 
 
 def test_canary_never_ready_is_rolled_back(cluster: Cluster, operator: Operator, namespace: str) -> None:
-    name = f"md-{uuid.uuid4().hex[:6]}"
-    _apply(cluster, namespace, name)
-    _ready_at(cluster, namespace, name, "1.4.0")
-    canary = {
-        "version": "1.5.0",
-        "uri": "s3://m/1.5.0",
-        "image": "registry.example/model-server:unready",
-        "trafficPercent": 20,
-        "rollback": {"readyTimeout": "3s"},
-    }
-    _apply(cluster, namespace, name, canary=canary)
-
-    def rolled_back() -> Any:
-        obj = _md(cluster, namespace, name)
-        return (obj["status"].get("canary") or {}).get("phase") == "RolledBack" and obj
-
-    obj = wait_for(rolled_back, timeout=90, what="unready canary rolled back")
+    name = _with_canary(
+        cluster,
+        namespace,
+        image="registry.example/model-server:unready",
+        trafficPercent=20,
+        rollback={"readyTimeout": "3s"},
+    )
+    obj = _canary_phase(cluster, namespace, name, "RolledBack")
     assert "readyTimeout" in (_cond(obj, "CanaryHealthy") or {}).get("message", "")
     assert obj["status"]["activeVersion"] == "1.4.0"
 
