@@ -92,7 +92,7 @@ def ensure_binary(log: bool = True) -> Path:
                 f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
             ]
         )
-        env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+        env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
         if log:
             print(
                 f"building the local control plane ({version}) into {target} — the first build takes a while",
