@@ -76,6 +76,11 @@ class Reconciler:
     def _run_locked(self, info: KindInfo, obj: Manifest, steps: Steps, uid: str, generation: int | None) -> Outcome:
         meta, kind = obj["metadata"], info.kind
         seen = self._generations.get(uid)
+        if seen is not None and (generation or 0) < seen[0]:
+            # A body older than one already reconciled (an index entry racing a spec update): applying it would
+            # briefly revert the children. The newer generation's own reconcile is the one that counts.
+            log.debug("skipping a stale body", extra={"ref": _ref(kind, meta), "generation": generation})
+            return Outcome()
         if seen is None or seen[0] != (generation or 0):
             seen = self._generations[uid] = (generation or 0, time.monotonic(), False)
         current_status = self._written.get(uid) or obj.get("status") or {}

@@ -184,3 +184,18 @@ def test_resources_gauge_follows_ready_and_forget(setup: Any) -> None:
     assert (gauge("False"), gauge("True")) == (0, 1)
     reconciler.forget("uid-1")
     assert gauge("True") == 0
+
+
+def test_a_body_older_than_one_already_reconciled_is_skipped(setup: Any) -> None:
+    reconciler, kube, _, _ = setup
+    calls: list[int] = []
+
+    def count(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        calls.append(obj["metadata"]["generation"])
+        return _ok(kube, obj, spec)
+
+    reconciler.run(INFO, _obj(VALID, generation=3), count)
+    reconciler.run(INFO, _obj(VALID, generation=2), count)  # stale: must not re-apply the older spec
+    reconciler.run(INFO, _obj(VALID, generation=3), count)
+    assert calls == [3, 3]
+    assert kube.patches[-1]["observedGeneration"] == 3
