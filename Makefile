@@ -24,7 +24,7 @@ $(BIN)/plinth: pyproject.toml
 
 install: $(BIN)/plinth  ## create .venv with Plinth and its dev tools (kubectl, pytest, ruff, mypy)
 
-controlplane: install  ## build the local control plane (cached; the first build takes ~15 min on 2 cores)
+controlplane: install  ## build the local control plane (cached; the first build takes ~7 min on 2 cores)
 	$(BIN)/plinth cluster build
 
 test: controlplane  ## run all tests: unit, integration and e2e (boots a private local cluster)
