@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 from plinth.operator.metrics import Metrics
 from plinth.operator.tracing import tracer
 
@@ -34,9 +34,17 @@ class KubernetesObjects(Protocol):
         """Server-side apply. With ``metadata.resourceVersion`` set it is a compare-and-swap: raises Conflict."""
         ...
 
+    def get(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> Manifest | None:
+        """The object, or None when it does not exist."""
+        ...
+
     def list(
         self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None
     ) -> list[Manifest]: ...
+
+    def has_api(self, api_version: str, kind: str) -> bool:
+        """Whether the API server serves this kind (optional CRDs such as Gateway API or ServiceMonitor)."""
+        ...
 
     def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> bool: ...
 
@@ -103,6 +111,29 @@ class DynamicKubernetes:
             raise
         applied: Manifest = result.to_dict()
         return applied
+
+    def get(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> Manifest | None:
+        resource = self._resource(api_version, kind)
+        try:
+            result = self._run("get", lambda: resource.get(name=name, namespace=namespace))
+        except (NotFoundError, ApiException) as err:
+            if getattr(err, "status", None) == 404:
+                return None
+            raise
+        found: Manifest = result.to_dict()
+        return found
+
+    def has_api(self, api_version: str, kind: str) -> bool:
+        try:
+            self._client.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            # Discovery is cached: look again, a CRD may have been installed since.
+            self._client.resources.invalidate_cache()
+            try:
+                self._client.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                return False
+        return True
 
     def list(
         self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None

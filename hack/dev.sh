@@ -23,6 +23,18 @@ fi
 
 $kubectl create namespace plinth-samples --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
 $kubectl label namespace plinth-samples plinth.dev/team=shop --overwrite >/dev/null
+# What the PreviewEnvironment sample refers to: a Secret to copy, and an IngressClass (no ingress controller runs
+# locally, so the Ingress gets no address; the preview's URL is still computed and shown).
+$kubectl -n plinth-samples create secret generic shop-db --from-literal=url=postgres://shop@db/shop \
+  --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
+$kubectl apply -f - >/dev/null <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: nginx
+spec:
+  controller: k8s.io/ingress-nginx
+YAML
 $kubectl apply --server-side --field-manager=plinth-dev -n plinth-samples -f "$root/crds/samples" 
 
 cat <<MSG

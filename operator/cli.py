@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from plinth.operator import devcluster
+from plinth.operator.previewcli import preview
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,6 +16,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @click.version_option(package_name="plinth")
 def main() -> None:
     """Plinth: a declarative platform API (ModelDeployment, PreviewEnvironment, NamespaceQuota) for Kubernetes."""
+
+
+main.add_command(preview)
 
 
 @main.command()

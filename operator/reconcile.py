@@ -121,6 +121,11 @@ class Reconciler:
             extra={"ref": _ref(kind, meta), "generation": generation, "result": result, "duration": round(duration, 4)},
         )
         self._post_transitions(obj, previous, conditions)
+        if retry is None and outcome.requeue_after is not None:
+            blocking = next((c for c in conditions if c.type == READY), None)
+            retry = kopf.TemporaryError(
+                f"checking again: {blocking.message if blocking else 'waiting'}", delay=outcome.requeue_after
+            )
         if retry is not None:
             raise retry
         return outcome

@@ -10,11 +10,13 @@ from plinth.adapters.kubernetes import DynamicKubernetes, load_config
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
 from plinth.operator import tracing
-from plinth.operator.builders import model, quota
+from plinth.operator.builders import quota
 from plinth.operator.reconcile import Reconciler
-from plinth.operator.settings import FIELD_MANAGER, FINALIZER, Settings
+from plinth.operator.settings import FIELD_MANAGER, FINALIZER, MANAGED_BY, Settings
 
 log = logging.getLogger("plinth")
+# Pods and Deployments of every Plinth kind carry this label (templates included).
+MANAGED_BY_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 
 
 def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
@@ -38,8 +40,8 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     # Children are watched to repair drift and follow rollouts. Handler label filters are applied client-side, so
     # without these server-side selectors the operator would stream every Pod and Deployment in the cluster.
     for resource, owner_label in (
-        ("pods", model.OWNER_LABEL),
-        (("apps", "deployments"), model.OWNER_LABEL),
+        ("pods", MANAGED_BY_SELECTOR),
+        (("apps", "deployments"), MANAGED_BY_SELECTOR),
         ("resourcequotas", quota.OWNER_LABEL),
         ("limitranges", quota.OWNER_LABEL),
         (("networking.k8s.io", "networkpolicies"), quota.OWNER_LABEL),

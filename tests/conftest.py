@@ -121,17 +121,21 @@ class Operator:
     """A `plinth run` subprocess against the test cluster, logging to a file."""
 
     def __init__(self, cluster: Cluster, log: Path) -> None:
-        self.port, self.log = free_port(), log
-        with log.open("w") as out:
+        self.cluster, self.log = cluster, log
+        self.start()
+
+    def start(self) -> None:
+        self.port = free_port()
+        with self.log.open("a") as out:
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "plinth"), "run", "--metrics-port", str(self.port)],
-                env=cluster.env(),
+                env=self.cluster.env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,
             )
         wait_for(lambda: self.proc.poll() is not None or self.healthz() == 200, what="operator /healthz")
-        assert self.proc.poll() is None, log.read_text()[-3000:]
+        assert self.proc.poll() is None, self.log.read_text()[-3000:]
 
     def healthz(self) -> int:
         return http_get(f"http://127.0.0.1:{self.port}/healthz")[0]

@@ -12,6 +12,7 @@ from typing import Any
 
 from plinth.operator.api.v1alpha1 import ModelDeploymentSpec
 from plinth.operator.builders.common import child_metadata
+from plinth.operator.settings import MANAGED_BY
 
 OWNER_LABEL = "plinth.dev/modeldeployment"
 TRACK_LABEL = "plinth.dev/track"
@@ -67,6 +68,7 @@ def deployment(owner: Manifest, spec: ModelDeploymentSpec, track: Track | None =
     name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
     model = spec.model
     labels = {
+        **MANAGED_BY,
         **selector(owner, track.name),
         "app.kubernetes.io/name": model.name,
         "app.kubernetes.io/instance": name,
@@ -101,6 +103,8 @@ def deployment(owner: Manifest, spec: ModelDeploymentSpec, track: Track | None =
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
+            # Pod Security "restricted" (enforced in preview namespaces): the image must not run as root.
+            "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }

@@ -14,3 +14,6 @@ class Outcome:
 
     status: dict[str, Any] = field(default_factory=dict)
     observations: list[Observation] = field(default_factory=list)
+    # Check again after this many seconds even if nothing changes (e.g. waiting for quota or a Secret to appear);
+    # the status is written first.
+    requeue_after: float | None = None

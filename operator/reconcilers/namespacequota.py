@@ -1,7 +1,8 @@
 """NamespaceQuota: ResourceQuota, LimitRange and NetworkPolicy in every selected namespace; status sums usage.
 
 Steps: select namespaces (an older NamespaceQuota wins a namespace both select) -> read this quota's children ->
-split the total into per-namespace limits (``quotasplit``) -> apply children that differ (decreases first) -> prune
+split the total into per-namespace limits (``quotasplit``; what preview namespaces declared they will run is
+reserved first) -> apply children that differ (decreases first) -> prune
 children in namespaces no longer selected (only objects carrying this NamespaceQuota's owner label) -> status.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest
 from plinth.operator.api.v1alpha1 import API_VERSION, LabelSelector, NamespaceQuotaSpec, parse_quantity
 from plinth.operator.api.v1alpha1.namespacequota import MAX_LISTED_NAMESPACES
-from plinth.operator.builders import quota
+from plinth.operator.builders import preview, quota
 from plinth.operator.conditions import Observation
 from plinth.operator.errors import Waiting
 from plinth.operator.reconcilers import Outcome
@@ -112,7 +113,14 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
     }
     total = spec.total.hard if spec.total else {}
     per_namespace = spec.per_namespace.hard if spec.per_namespace else {}
-    allocation, exceeded = split_total(total, per_namespace, used, selected)
+    by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
+    requested = {
+        ns: preview.parse_request(
+            (by_name[ns]["metadata"].get("annotations") or {}).get(preview.QUOTA_REQUEST_ANNOTATION)
+        )
+        for ns in selected
+    }
+    allocation, exceeded = split_total(total, per_namespace, used, selected, requested)
 
     desired: dict[tuple[str, str, str], Manifest] = {}
     for ns in selected:

@@ -12,6 +12,8 @@ The split (per resource in ``total.hard``):
    what it cannot take is shared among the others. Shares are floored to the resource's unit (milli for cpu, whole
    units otherwise), so the sum stays ≤ total; left-over units go one each to the least-allocated namespaces.
 3. allocation = used + share.
+Namespaces that declare what they will run (preview namespaces, ``requested``) are granted it whole before step 2,
+while it fits: a preview is provisioned completely or not at all, never with half its pods.
 Trade-offs: a busy namespace cannot grow beyond its share until the next rebalance, which runs on every quota usage
 change; a namespace whose ResourceQuota does not exist yet is unlimited until Plinth creates it (seconds).
 """
@@ -40,30 +42,45 @@ def split_total(
     per_namespace: Mapping[str, str],
     used: Mapping[str, Mapping[str, str]],
     namespaces: Sequence[str],
+    requested: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[dict[str, dict[str, str]], list[str]]:
     """Per-namespace hard limits for every resource in *total*, and the resources whose usage exceeds the total.
 
     *used* maps namespace -> resource -> quantity (missing means 0). The result maps namespace -> resource -> hard.
+    *requested* maps namespace -> what it declared it will run (a PreviewEnvironment's ``plinth.dev/quota-request``):
+    such a namespace is first granted all of its request or none of it (by name order, while it fits), so a preview
+    either gets room for every workload or reports QuotaExceeded; the rest of the free room is then shared.
     """
     names = sorted(namespaces)
     allocation: dict[str, dict[str, str]] = {ns: {} for ns in names}
     exceeded: list[str] = []
     if not names:
         return allocation, exceeded
-    for resource, total_text in sorted(total.items()):
-        step = unit(resource)
-        limit = parse_quantity(total_text)
-        usage = {ns: parse_quantity(used.get(ns, {}).get(resource, "0")) for ns in names}
-        cap = parse_quantity(per_namespace[resource]) if resource in per_namespace else None
-        free = limit - sum(usage.values(), Decimal(0))
-        if free < 0:
-            exceeded.append(resource)
-            free = Decimal(0)
-        headroom = {ns: (max(cap - usage[ns], Decimal(0)) if cap is not None else None) for ns in names}
-        share = _water_fill(free, headroom, step, usage)
+    limits = {res: parse_quantity(text) for res, text in total.items()}
+    caps = {res: parse_quantity(per_namespace[res]) for res in total if res in per_namespace}
+    usage = {ns: {res: parse_quantity(used.get(ns, {}).get(res, "0")) for res in total} for ns in names}
+    free: dict[str, Decimal] = {}
+    for res, limit in limits.items():
+        free[res] = limit - sum((usage[ns][res] for ns in names), Decimal(0))
+        if free[res] < 0:
+            exceeded.append(res)
+            free[res] = Decimal(0)
+    base = {ns: dict(usage[ns]) for ns in names}
+    for ns in names:
+        wants = {res: parse_quantity(v) for res, v in (requested or {}).get(ns, {}).items() if res in limits}
+        need = {res: max(amount - usage[ns][res], Decimal(0)) for res, amount in wants.items()}
+        fits = all(n <= free[res] and (res not in caps or usage[ns][res] + n <= caps[res]) for res, n in need.items())
+        if need and fits:
+            for res, n in need.items():
+                free[res] -= n
+                base[ns][res] += n
+    for res in sorted(limits):
+        cap = caps.get(res)
+        headroom = {ns: (max(cap - base[ns][res], Decimal(0)) if cap is not None else None) for ns in names}
+        share = _water_fill(free[res], headroom, unit(res), {ns: base[ns][res] for ns in names})
         for ns in names:
-            allocation[ns][resource] = format_amount(usage[ns] + share[ns], resource)
-    return allocation, exceeded
+            allocation[ns][res] = format_amount(base[ns][res] + share[ns], res)
+    return allocation, sorted(exceeded)
 
 
 def _water_fill(

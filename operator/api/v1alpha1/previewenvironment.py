@@ -24,7 +24,9 @@ from .common import (
 from .modeldeployment import EnvList, Image, ModelDeploymentSpec, Port, Resources
 
 __all__ = [
+    "GatewayRef",
     "GeneratedSecret",
+    "LastUpdate",
     "PreviewEnvironmentSpec",
     "PreviewEnvironmentStatus",
     "PreviewIngress",
@@ -91,6 +93,13 @@ class PreviewService(ApiModel):
     expose: bool = Field(
         default=True,
         description="Route traffic from the preview's ingress host to this service (requires ingress).",
+    )
+    readiness_path: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^/\S*$")] | None = Field(
+        default=None,
+        description=(
+            "HTTP path probed for readiness, e.g. /healthz. When unset, a replica is ready once its port accepts "
+            "TCP connections."
+        ),
     )
 
 
@@ -162,6 +171,15 @@ class PreviewSecret(ApiModel):
         return source.name
 
 
+class GatewayRef(ApiModel):
+    """A Gateway API Gateway that preview routes attach to."""
+
+    name: DNS1123Subdomain = Field(description="Name of the Gateway.")
+    namespace: DNS1123Label = Field(
+        description="Namespace of the Gateway; it must allow routes from preview namespaces."
+    )
+
+
 class PreviewIngress(ApiModel):
     """How the preview is reached from outside the cluster."""
 
@@ -173,7 +191,24 @@ class PreviewIngress(ApiModel):
     )
     class_name: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = Field(
         default=None,
-        description="IngressClass to use, e.g. nginx. Defaults to the cluster's default IngressClass.",
+        description=(
+            "IngressClass to use, e.g. nginx. Defaults to the cluster's default IngressClass. A class that does not "
+            "exist stops the preview with reason IngressClassNotFound."
+        ),
+    )
+    tls: bool = Field(
+        default=True,
+        description=(
+            "Whether the ingress controller serves the hosts over HTTPS (e.g. with a wildcard certificate for "
+            "*.<domain>); decides the scheme of status URLs."
+        ),
+    )
+    gateway: GatewayRef | None = Field(
+        default=None,
+        description=(
+            "Route through this Gateway with Gateway API HTTPRoutes instead of an Ingress. Requires the Gateway API "
+            "CRDs; without them the preview stops with reason GatewayAPINotInstalled."
+        ),
     )
 
 
@@ -235,6 +270,13 @@ class PreviewServiceStatus(ApiModel):
     replicas: int = Field(default=0, ge=0, description="Replicas that exist.")
 
 
+class LastUpdate(ApiModel):
+    """The latest change of the spec the operator saw (e.g. a push): ttl and sleepAfter count from its time."""
+
+    generation: int = Field(ge=0, description="metadata.generation of that change.")
+    time: Time = Field(description="When the operator first saw that generation (RFC 3339).")
+
+
 class PreviewEnvironmentStatus(StatusBase):
     """Observed state of a PreviewEnvironment, written by the operator."""
 
@@ -248,6 +290,18 @@ class PreviewEnvironmentStatus(StatusBase):
         default=None, description="When the environment will be deleted unless it is re-applied (RFC 3339)."
     )
     sleeping: bool = Field(default=False, description="True while services are scaled to zero because of sleepAfter.")
+    last_update: LastUpdate | None = Field(
+        default=None, description="The latest spec change: ttl and sleepAfter count from its time."
+    )
+    secrets: Annotated[
+        list[Annotated[str, StringConstraints(max_length=253)]],
+        UniqueStrings,
+    ] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Names of the Secrets Plinth wrote into the preview namespace (never their values).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
     services: Annotated[list[PreviewServiceStatus], named("service")] = Field(
         default_factory=list,
         max_length=20,

@@ -1,0 +1,73 @@
+"""PreviewEnvironment handlers: reconcile on create/update/resume, on child events in the preview namespace, and on a
+tick that acts when something time-based is due (sleep, expiry) or the preview still waits for something; a
+finalizer deletes the preview namespace and waits until it is gone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from plinth.operator.api.v1alpha1 import GROUP, VERSION, PreviewEnvironmentSpec, kind_info
+from plinth.operator.builders import preview, quota
+from plinth.operator.handlers.common import reconcile_quietly
+from plinth.operator.reconcilers import previewenvironment
+
+INFO = kind_info("PreviewEnvironment")
+RESOURCE = (GROUP, VERSION, INFO.plural)
+TICK_SECONDS = 30
+
+
+@kopf.index(*RESOURCE)
+def previews_by_namespace(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """Every PreviewEnvironment by the namespace it runs in, so events of its children find it."""
+    return {preview.namespace_name(dict(body)): dict(body)}
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+@kopf.timer(*RESOURCE, interval=300, initial_delay=300, idle=60)
+def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.reconciler.run(INFO, dict(body), previewenvironment.reconcile)
+
+
+@kopf.timer(*RESOURCE, interval=TICK_SECONDS, initial_delay=TICK_SECONDS)
+def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Sleep and expiry are due at a time, not on an event; copied Secrets follow their source (the operator may not
+    watch Secrets); a preview waiting for quota or a Secret checks again."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    status = dict(body.get("status") or {})
+    try:
+        spec = PreviewEnvironmentSpec.model_validate(dict(body.get("spec") or {}))
+    except ValueError:
+        return  # Stalled with InvalidSpec until the user changes it
+    due = previewenvironment.next_event(spec, status)
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    copies = any(s.copy_from is not None for s in spec.secrets)
+    if (due is not None and datetime.now(UTC) >= due) or not ready or copies:
+        reconcile_quietly(memo, INFO, dict(body), previewenvironment.reconcile)
+
+
+@kopf.on.delete(*RESOURCE)
+def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Holds the finalizer until the preview namespace, and with it everything the preview made, is gone."""
+    obj = dict(body)
+    if not previewenvironment.finalize(memo.reconciler.kube, obj):
+        raise kopf.TemporaryError(f"waiting for namespace {preview.namespace_name(obj)} to be deleted", delay=2)
+    memo.reconciler.forget(body["metadata"]["uid"])
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={preview.OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event(GROUP, VERSION, "modeldeployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
+def child_changed(type: str, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Readiness, crash loops, quota refusals and NamespaceQuota's reservation show up on children first."""
+    if not type or namespace is None:
+        return
+    index: kopf.Index[str, dict[str, Any]] = kwargs["previews_by_namespace"]
+    for obj in index.get(namespace, ()):
+        if not obj["metadata"].get("deletionTimestamp"):
+            reconcile_quietly(memo, INFO, obj, previewenvironment.reconcile)

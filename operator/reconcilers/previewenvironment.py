@@ -1,0 +1,389 @@
+"""PreviewEnvironment: a namespace per pull request with its services, models, secrets and public URL.
+
+Steps: lifecycle (ttl -> expiry, sleepAfter -> asleep) -> checks that need no writes (secret sources, ingress class,
+Gateway API) -> the namespace, labelled for NamespaceQuota and annotated with what it will run -> the quota gate
+(nothing runs until the NamespaceQuota reserved room for all of it) -> secrets -> workloads, routes, models ->
+prune what the spec no longer names -> observe readiness.
+
+Never half-apply: every check that can refuse the preview runs before the first write, and a preview that is refused
+keeps whatever it already ran. Deleting the namespace (and waiting for it to be gone) is ``finalize``'s job.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.adapters.secrets import KubernetesSecrets, Secrets, StoredSecret, random_value
+from plinth.operator.api.v1alpha1 import (
+    API_VERSION,
+    NamespaceQuotaSpec,
+    PreviewEnvironmentSpec,
+    format_time,
+    parse_duration,
+    parse_quantity,
+)
+from plinth.operator.builders import preview, quota
+from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
+from plinth.operator.errors import Stalled, Waiting
+from plinth.operator.reconcilers import Outcome
+from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time
+from plinth.operator.reconcilers.namespacequota import owner_of, select_namespaces
+
+# Opt-in of a Secret in another namespace: a comma-separated list of namespaces allowed to copy it.
+SECRET_OPT_IN_ANNOTATION = "plinth.dev/preview-namespaces"
+SECRETS_READY = "SecretsReady"
+QUOTA_EXCEEDED = "QuotaExceeded"
+# Kinds a preview prunes in its namespace when the spec no longer names them (by owner label).
+PRUNED_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("networking.k8s.io/v1", "Ingress"),
+    (API_VERSION, "ModelDeployment"),
+)
+HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+
+
+def lifecycle(previous: dict[str, Any], generation: int, spec: PreviewEnvironmentSpec, now: datetime) -> dict[str, Any]:
+    """lastUpdate, expiresAt and sleeping. A new generation (a push, a ttl bump) restarts both clocks."""
+    last = previous.get("lastUpdate") or {}
+    if last.get("generation") != generation or not last.get("time"):
+        last = {"generation": generation, "time": format_time(now)}
+    updated = parse_time(last["time"])
+    expires = updated + timedelta(seconds=parse_duration(spec.ttl))
+    asleep = spec.sleep_after is not None and now >= updated + timedelta(seconds=parse_duration(spec.sleep_after))
+    return {"lastUpdate": last, "expiresAt": format_time(expires), "sleeping": asleep}
+
+
+def is_expired(status: dict[str, Any], now: datetime) -> bool:
+    expires = status.get("expiresAt")
+    return isinstance(expires, str) and now >= parse_time(expires)
+
+
+def next_event(spec: PreviewEnvironmentSpec, status: dict[str, Any]) -> datetime | None:
+    """When the next time-based change is due (falling asleep or expiring), from the last written status."""
+    last = (status.get("lastUpdate") or {}).get("time")
+    if not last or not status.get("expiresAt"):
+        return None
+    moments = [parse_time(status["expiresAt"])]
+    if spec.sleep_after is not None and not status.get("sleeping"):
+        moments.append(parse_time(last) + timedelta(seconds=parse_duration(spec.sleep_after)))
+    return min(moments)
+
+
+def reconcile(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec) -> Outcome:
+    meta = obj["metadata"]
+    name, home = meta["name"], meta["namespace"]
+    now = datetime.now(UTC)
+    status: dict[str, Any] = {
+        "namespace": preview.namespace_name(obj),
+        **lifecycle(obj.get("status") or {}, meta.get("generation") or 0, spec, now),
+    }
+    if is_expired(status, now):
+        kube.delete(API_VERSION, "PreviewEnvironment", name, namespace=home)
+        return Outcome(
+            status=status,
+            observations=[Observation(RECONCILING, True, "Expired", f"ttl expired at {status['expiresAt']}; deleting")],
+        )
+    secrets = KubernetesSecrets(kube)
+    sources = _resolve_secret_sources(secrets, obj, spec)  # raises before any write when a source is refused
+    _check_routing(kube, spec)
+
+    target = status["namespace"]
+    current_ns = kube.get("v1", "Namespace", target)
+    if current_ns is not None:
+        ns_meta = current_ns["metadata"]
+        if (ns_meta.get("labels") or {}).get(preview.OWNER_UID_LABEL) != meta["uid"]:
+            raise Stalled(
+                "NamespaceConflict",
+                f"namespace {target} exists and was not created for this PreviewEnvironment; it is left untouched",
+            )
+        if ns_meta.get("deletionTimestamp"):
+            raise Waiting("NamespaceTerminating", f"namespace {target} is still being deleted", 5)
+    claim = _namespace_quota(kube, obj, spec)
+    defaults = claim.defaults if claim is not None else None
+    request = preview.quota_request(
+        spec,
+        defaults.request if defaults else None,
+        defaults.limit if defaults else None,
+        sleeping=status["sleeping"],
+    )
+    kube.apply(preview.namespace(obj, spec, request))
+
+    workloads = kube.list("apps/v1", "Deployment", namespace=target, label_selector=_owned(obj))
+    if claim is not None and not workloads:
+        blocked = _quota_gate(kube, target, claim, request)
+        if blocked is not None:
+            return Outcome(
+                status=status, observations=[blocked], requeue_after=2 if blocked.reason == "QuotaPending" else 30
+            )
+
+    written = _write_secrets(secrets, obj, spec, sources)
+    for stale in set((obj.get("status") or {}).get("secrets") or []) - set(written):
+        secrets.delete(target, stale)
+    status["secrets"] = sorted(written)
+
+    sleeping = bool(status["sleeping"])
+    desired = _children(obj, spec, sleeping)
+    applied = [kube.apply(child) for child in desired]
+    _prune(kube, obj, spec, desired)
+
+    status["url"] = next(iter(preview.urls(obj, spec).values()), None)
+    return _observe(kube, obj, spec, status, applied)
+
+
+def finalize(kube: KubernetesObjects, obj: Manifest) -> bool:
+    """Delete the preview namespace (and so everything in it); True once it is gone. Only a namespace labelled with
+    this PreviewEnvironment's uid is deleted: never one that merely has the same name."""
+    target = preview.namespace_name(obj)
+    current = kube.get("v1", "Namespace", target)
+    if current is None:
+        return True
+    if (current["metadata"].get("labels") or {}).get(preview.OWNER_UID_LABEL) != obj["metadata"]["uid"]:
+        return True
+    if not current["metadata"].get("deletionTimestamp"):
+        kube.delete("v1", "Namespace", target)
+    return False
+
+
+# -- checks before any write ----------------------------------------------------------------------------------------
+
+
+def opted_in(secret: StoredSecret, namespace: str) -> bool:
+    """Whether *secret* (in another namespace) allows previews from *namespace* to copy it."""
+    allowed = secret.annotations.get(SECRET_OPT_IN_ANNOTATION, "")
+    return namespace in {part.strip() for part in allowed.split(",")}
+
+
+def _resolve_secret_sources(secrets: Secrets, obj: Manifest, spec: PreviewEnvironmentSpec) -> dict[str, StoredSecret]:
+    """Every copyFrom source, read and authorised. Refusals and missing sources stop the reconcile before any write,
+    naming the Secret (never a value)."""
+    home = obj["metadata"]["namespace"]
+    found: dict[str, StoredSecret] = {}
+    for entry in spec.secrets:
+        source = entry.copy_from
+        if source is None:
+            continue
+        namespace = source.namespace or home
+        secret = secrets.read(namespace, source.name)
+        if namespace != home and (secret is None or not opted_in(secret, home)):
+            # A missing Secret elsewhere is refused the same way: its existence is not ours to reveal.
+            raise Stalled(
+                "SecretCopyRefused",
+                f"Secret {namespace}/{source.name} may not be copied: only Secrets in {home}, or Secrets whose "
+                f"{SECRET_OPT_IN_ANNOTATION} annotation lists {home}, can be copied",
+            )
+        if secret is None:
+            raise Waiting("SecretNotFound", f"Secret {namespace}/{source.name} to copy does not exist", 15)
+        found[entry.secret_name] = secret
+    return found
+
+
+def _check_routing(kube: KubernetesObjects, spec: PreviewEnvironmentSpec) -> None:
+    ingress = spec.ingress
+    if ingress is None or not any(s.expose for s in spec.services):
+        return
+    if ingress.gateway is not None:
+        if not kube.has_api(*HTTP_ROUTE):
+            raise Stalled(
+                "GatewayAPINotInstalled",
+                "spec.ingress.gateway needs the Gateway API CRDs (HTTPRoute), which this cluster does not serve",
+            )
+        return
+    if ingress.class_name and kube.get("networking.k8s.io/v1", "IngressClass", ingress.class_name) is None:
+        raise Stalled("IngressClassNotFound", f"IngressClass {ingress.class_name} does not exist")
+
+
+def _namespace_quota(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec) -> NamespaceQuotaSpec | None:
+    """The NamespaceQuota that governs the preview namespace (the oldest that selects its labels), if any."""
+    labels = preview.namespace(obj, spec, {})["metadata"]["labels"]
+    candidate = {"metadata": {"name": preview.namespace_name(obj), "labels": labels}}
+    claimants = []
+    for nsq in kube.list(API_VERSION, "NamespaceQuota"):
+        try:
+            nsq_spec = NamespaceQuotaSpec.model_validate(nsq.get("spec") or {})
+        except ValueError:
+            continue
+        if select_namespaces(nsq_spec, [candidate]):
+            claimants.append((nsq, nsq_spec))
+    if not claimants:
+        return None
+    winner = owner_of(candidate["metadata"]["name"], [c[0] for c in claimants])
+    return next(s for q, s in claimants if q is winner)
+
+
+def _quota_gate(
+    kube: KubernetesObjects, namespace: str, claim: NamespaceQuotaSpec, request: dict[str, str]
+) -> Observation | None:
+    """Before the first workload: the NamespaceQuota must have reserved everything the preview will run."""
+    if claim.total is None and claim.per_namespace is None:
+        return None
+    rq = kube.get("v1", "ResourceQuota", quota.QUOTA_NAME, namespace=namespace)
+    if rq is None:
+        return Observation(RECONCILING, True, "QuotaPending", f"waiting for NamespaceQuota limits in {namespace}")
+    hard = (rq.get("spec") or {}).get("hard") or {}
+    short = [
+        f"{res} needs {amount}, allowed {hard[res]}"
+        for res, amount in sorted(request.items())
+        if res in hard and parse_quantity(amount) > parse_quantity(hard[res])
+    ]
+    if not short:
+        return None
+    total = claim.total.hard if claim.total else {}
+    context = ", ".join(f"{res} total {total[res]}" for res in sorted(total) if res in request)
+    return Observation(
+        QUOTA_EXCEEDED,
+        True,
+        "QuotaExceeded",
+        f"the team's NamespaceQuota has no room for this preview: {'; '.join(short)}"
+        + (f" ({context})" if context else "")
+        + "; it is provisioned as soon as room appears",
+    )
+
+
+# -- writes ---------------------------------------------------------------------------------------------------------
+
+
+def _write_secrets(
+    secrets: Secrets, obj: Manifest, spec: PreviewEnvironmentSpec, sources: dict[str, StoredSecret]
+) -> list[str]:
+    """Copies (refreshed from their source every reconcile) and generated Secrets (values kept once made)."""
+    target = preview.namespace_name(obj)
+    written = []
+    for entry in spec.secrets:
+        name = entry.secret_name
+        if entry.copy_from is not None:
+            source = sources[name]
+            src = {
+                "metadata": {"namespace": source.namespace, "name": source.name},
+                "type": source.type,
+                "data": dict(source.data),
+            }
+            secrets.write(preview.copied_secret(obj, name, src))
+        elif entry.generate is not None:
+            existing = secrets.read(target, name)
+            data = dict(existing.data) if existing is not None else {}
+            missing = [key for key in entry.generate.keys if key not in data]
+            kept = {key: data[key] for key in entry.generate.keys if key in data}
+            if missing or existing is None or set(data) != set(kept):
+                kept.update({key: random_value(entry.generate.length) for key in missing})
+                secrets.write(preview.generated_secret(obj, name, kept))
+        written.append(name)
+    return written
+
+
+def _children(obj: Manifest, spec: PreviewEnvironmentSpec, sleeping: bool) -> list[Manifest]:
+    children: list[Manifest] = []
+    for svc in spec.services:
+        children += [preview.deployment(obj, spec, svc, sleeping), preview.service(obj, svc)]
+    route = preview.ingress(obj, spec)
+    if route is not None:
+        children.append(route)
+    children += preview.http_routes(obj, spec)
+    raw_models = {m["name"]: m.get("spec") or {} for m in (obj.get("spec") or {}).get("models") or []}
+    children += [preview.model_deployment(obj, m, raw_models[m.name], sleeping) for m in spec.models]
+    return children
+
+
+def _owned(obj: Manifest) -> str:
+    return f"{preview.OWNER_LABEL}={obj['metadata']['name']}"
+
+
+def _prune(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec, desired: list[Manifest]) -> None:
+    target = preview.namespace_name(obj)
+    wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
+    kinds = list(PRUNED_KINDS)
+    if spec.ingress is not None and spec.ingress.gateway is not None:
+        kinds.append(HTTP_ROUTE)
+    for api_version, kind in kinds:
+        for child in kube.list(api_version, kind, namespace=target, label_selector=_owned(obj)):
+            if (kind, child["metadata"]["name"]) not in wanted:
+                kube.delete(api_version, kind, child["metadata"]["name"], namespace=target)
+
+
+# -- observation ----------------------------------------------------------------------------------------------------
+
+
+def quota_failure(deployment: Manifest) -> str | None:
+    """The Deployment's ReplicaFailure message when ResourceQuota admission refused its pods."""
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            message = str(cond.get("message") or "")
+            if "exceeded quota" in message:
+                return message
+    return None
+
+
+def _observe(
+    kube: KubernetesObjects,
+    obj: Manifest,
+    spec: PreviewEnvironmentSpec,
+    status: dict[str, Any],
+    applied: list[Manifest],
+) -> Outcome:
+    target = status["namespace"]
+    sleeping = bool(status["sleeping"])
+    urls = preview.urls(obj, spec)
+    pods = kube.list("v1", "Pod", namespace=target, label_selector=_owned(obj)) if spec.services else []
+    deployments = {d["metadata"]["name"]: d for d in applied if d["kind"] == "Deployment"}
+    services_status = []
+    waiting: list[str] = []
+    crashing: list[str] = []
+    quota_refusals: list[str] = []
+    for svc in spec.services:
+        dep_status = deployments[svc.name].get("status") or {}
+        want = 0 if sleeping else svc.replicas
+        ready = dep_status.get("readyReplicas") or 0
+        entry: dict[str, Any] = {"name": svc.name, "replicas": dep_status.get("replicas") or 0, "readyReplicas": ready}
+        if svc.name in urls:
+            entry["url"] = urls[svc.name]
+        services_status.append(entry)
+        own_pods = [p for p in pods if (p["metadata"].get("labels") or {}).get(preview.SERVICE_LABEL) == svc.name]
+        if want and crash_looping(own_pods):
+            crashing.append(svc.name)
+        elif (refusal := quota_failure(deployments[svc.name])) is not None and ready < want:
+            quota_refusals.append(f"{svc.name}: {refusal}")
+        elif ready < want or (dep_status.get("updatedReplicas") or 0) < want:
+            waiting.append(f"{svc.name} {ready}/{want} ready")
+    status["services"] = services_status
+    models_waiting = [
+        f"{m['metadata']['name']} ({_ready_message(m)})"
+        for m in applied
+        if m["kind"] == "ModelDeployment" and not sleeping and not _is_ready(m)
+    ]
+    observations = [Observation(SECRETS_READY, True, "SecretsWritten", f"{len(status['secrets'])} secrets in place")]
+    if crashing:
+        observations.append(
+            Observation(
+                STALLED,
+                True,
+                "CrashLoopBackOff",
+                f"service {', '.join(crashing)} crash-loops: check its image, command and env",
+            )
+        )
+    elif quota_refusals:
+        observations.append(Observation(QUOTA_EXCEEDED, True, "QuotaExceeded", "; ".join(quota_refusals)[:1024]))
+    elif waiting or models_waiting:
+        observations.append(
+            Observation(
+                RECONCILING, True, "ServicesNotReady", f"waiting for {', '.join(waiting + models_waiting)}"[:1024]
+            )
+        )
+    else:
+        what = "asleep (sleepAfter); the next update wakes it" if sleeping else "all services ready"
+        observations.append(Observation(READY, True, "Asleep" if sleeping else "Ready", what))
+    return Outcome(status=status, observations=observations)
+
+
+def _conditions(obj: Manifest) -> dict[str, dict[str, Any]]:
+    return {c.get("type", ""): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def _is_ready(md: Manifest) -> bool:
+    ready = _conditions(md).get(READY) or {}
+    return ready.get("status") == "True" and ready.get("observedGeneration") == md["metadata"].get("generation")
+
+
+def _ready_message(md: Manifest) -> str:
+    return str((_conditions(md).get(READY) or {}).get("message") or "not reconciled yet")
