@@ -52,14 +52,12 @@ def summarize(
         ready = Observation(READY, False, first.reason, first.message)
     else:
         healthy = [o for o in observed if o.type not in (STALLED, RECONCILING, READY) and not o.status]
+        stated = by_type.get(READY, Observation(READY, True, ""))
         ready = (
             Observation(READY, False, healthy[0].reason, healthy[0].message)
             if healthy
             else Observation(
-                READY,
-                True,
-                "Reconciled",
-                by_type.get(READY, Observation(READY, True, "")).message or "all children are up to date",
+                READY, True, stated.reason or "Reconciled", stated.message or "all children are up to date"
             )
         )
     # Failure conditions disappear when they recover; Reconciling/Stalled are only shown while True.

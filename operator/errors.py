@@ -9,14 +9,18 @@ Anything else is unexpected: reported as Reconciling with reason ``ReconcileErro
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ReconcileError(Exception):
     """Base of the errors a reconciler raises on purpose; ``reason`` is a CamelCase condition reason."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, status: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        # Status fields already known when the step gave up (e.g. where the preview will live): written anyway.
+        self.status: dict[str, Any] = dict(status or {})
 
 
 class Stalled(ReconcileError):  # noqa: N818 — named for the condition it sets
@@ -26,6 +30,6 @@ class Stalled(ReconcileError):  # noqa: N818 — named for the condition it sets
 class Waiting(ReconcileError):  # noqa: N818 — named for what the object does
     """Progress will come by itself; check again after ``delay`` seconds."""
 
-    def __init__(self, reason: str, message: str, delay: float = 10.0) -> None:
-        super().__init__(reason, message)
+    def __init__(self, reason: str, message: str, delay: float = 10.0, status: dict[str, Any] | None = None) -> None:
+        super().__init__(reason, message, status)
         self.delay = delay

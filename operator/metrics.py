@@ -40,6 +40,25 @@ class Metrics:
             buckets=_LAG_BUCKETS,
             registry=r,
         )
+        self.queue_lag = Histogram(
+            "plinth_queue_lag_seconds",
+            "From an event of an object being dequeued by kopf to its reconcile starting (executor and lock waits).",
+            ["kind"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "plinth_reconcile_retries_total",
+            "Reconciles that asked to be retried later, by kind and condition reason.",
+            ["kind", "reason"],
+            registry=r,
+        )
+        self.policy_denials = Counter(
+            "plinth_policy_denials_total",
+            "Objects newly refused by a policy (quota, secret opt-in, team), by kind and reason.",
+            ["kind", "reason"],
+            registry=r,
+        )
         self.in_progress = Gauge(
             "plinth_reconcile_in_progress", "Reconciles running now (stuck ones stay up).", ["kind"], registry=r
         )

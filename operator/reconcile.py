@@ -34,6 +34,8 @@ EmitEvent = Callable[[Manifest, str, str, str], None]
 Retry = kopf.PermanentError | kopf.TemporaryError
 # Conditions worth an Event when they change; Reconciling comes and goes with every wait and would only add noise.
 _EVENTFUL = frozenset({READY, STALLED}) | NEGATIVE_POLARITY
+# Stalled reasons that are a policy saying no (counted in plinth_policy_denials_total), not a broken spec or image.
+POLICY_REASONS = frozenset({"SecretCopyRefused", "TeamMismatch", "NamespaceConflict"})
 
 
 class Reconciler:
@@ -52,6 +54,8 @@ class Reconciler:
         self._written: dict[str, dict[str, Any]] = {}
         # Per object: (kind, Ready status) as last reconciled, behind the plinth_resources gauge.
         self._ready: dict[str, tuple[str, str]] = {}
+        # Per object: (resourceVersion, when kopf handed us its latest event), behind plinth_queue_lag_seconds.
+        self._received: dict[str, tuple[str | None, float]] = {}
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._locks_guard:
@@ -63,13 +67,22 @@ class Reconciler:
             self._locks.pop(uid, None)
         self._generations.pop(uid, None)
         self._written.pop(uid, None)
+        self._received.pop(uid, None)
         if (gone := self._ready.pop(uid, None)) is not None:
             self.metrics.resources.labels(*gone).dec()
+
+    def received(self, uid: str, resource_version: str | None) -> None:
+        """Note when kopf handed us an event of an object (called on the event loop, before any executor wait)."""
+        self._received[uid] = (resource_version, time.monotonic())
 
     def run(self, info: KindInfo, obj: Manifest, steps: Steps) -> Outcome:
         """Reconcile *obj* (a plain dict of the whole object) with *steps*; raises kopf errors for retries."""
         meta = obj["metadata"]
         uid, generation = meta["uid"], meta.get("generation")
+        stamp = self._received.get(uid)
+        if stamp is not None and stamp[0] == meta.get("resourceVersion"):
+            del self._received[uid]
+            self.metrics.queue_lag.labels(info.kind).observe(time.monotonic() - stamp[1])
         with self._lock(uid):
             return self._run_locked(info, obj, steps, uid, generation)
 
@@ -99,36 +112,53 @@ class Reconciler:
                 outcome, result, retry = self._attempt(info, {**obj, "status": current_status}, steps)
                 span.set_attribute("plinth.result", result)
                 conditions = summarize(previous, outcome.observations, generation)
+                lag = None
+                if is_ready(conditions, generation) and not seen[2]:
+                    lag = time.monotonic() - seen[1]
+                    self._generations[uid] = (seen[0], seen[1], True)
                 status = {
                     **outcome.status,
                     "observedGeneration": generation,
                     "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conditions],
                 }
+                if lag is not None:
+                    status["lastReconcileLagSeconds"] = round(lag, 3)
                 if status != {k: current_status.get(k) for k in status}:
                     self.kube.patch_status(API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace"))
-                    self._written[uid] = status
+                    self._written[uid] = {**current_status, **status}
         finally:
             self.metrics.in_progress.labels(kind).dec()
         duration = time.perf_counter() - started
         self.metrics.reconcile_total.labels(kind, result).inc()
         self.metrics.reconcile_duration.labels(kind).observe(duration)
         self._count_ready(uid, kind, next((c.status for c in conditions if c.type == READY), "Unknown"))
-        if is_ready(conditions, generation) and not seen[2]:
-            self.metrics.reconcile_lag.labels(kind).observe(time.monotonic() - seen[1])
-            self._generations[uid] = (seen[0], seen[1], True)
+        if lag is not None:
+            self.metrics.reconcile_lag.labels(kind).observe(lag)
         log.info(
             "reconciled",
             extra={"ref": _ref(kind, meta), "generation": generation, "result": result, "duration": round(duration, 4)},
         )
         self._post_transitions(obj, previous, conditions)
+        self._count_denials(kind, previous, conditions)
         if retry is None and outcome.requeue_after is not None:
             blocking = next((c for c in conditions if c.type == READY), None)
             retry = kopf.TemporaryError(
                 f"checking again: {blocking.message if blocking else 'waiting'}", delay=outcome.requeue_after
             )
+        if isinstance(retry, kopf.TemporaryError):
+            reason = next((c.reason for c in conditions if c.type == READY), "Unknown")
+            self.metrics.retries.labels(kind, reason).inc()
         if retry is not None:
             raise retry
         return outcome
+
+    def _count_denials(self, kind: str, previous: list[Condition], current: list[Condition]) -> None:
+        """A policy refusal counts once, when it starts (not on every resync while it lasts)."""
+        before = {(c.type, c.reason) for c in previous if c.status == "True"}
+        for cond in current:
+            policy = cond.type in NEGATIVE_POLARITY or (cond.type == STALLED and cond.reason in POLICY_REASONS)
+            if policy and cond.status == "True" and (cond.type, cond.reason) not in before:
+                self.metrics.policy_denials.labels(kind, cond.reason).inc()
 
     def _attempt(self, info: KindInfo, obj: Manifest, steps: Steps) -> tuple[Outcome, str, Retry | None]:
         """Parse and run the steps; map every failure onto the error ladder: (outcome, result label, kopf retry)."""
@@ -140,10 +170,10 @@ class Reconciler:
             stalled = Outcome(observations=[Observation(STALLED, True, "InvalidSpec", message)])
             return stalled, "stalled", kopf.PermanentError(f"invalid spec: {message}")
         except Stalled as err:
-            stalled = Outcome(observations=[Observation(STALLED, True, err.reason, err.message)])
+            stalled = Outcome(status=err.status, observations=[Observation(STALLED, True, err.reason, err.message)])
             return stalled, "stalled", kopf.PermanentError(err.message)
         except Waiting as err:
-            waiting = Outcome(observations=[Observation(RECONCILING, True, err.reason, err.message)])
+            waiting = Outcome(status=err.status, observations=[Observation(RECONCILING, True, err.reason, err.message)])
             return waiting, "waiting", kopf.TemporaryError(err.message, delay=err.delay)
         except Exception as err:  # unexpected: keep the operator up, report, retry with back-off
             log.exception("reconcile failed", extra={"ref": _ref(info.kind, obj["metadata"])})

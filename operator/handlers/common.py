@@ -18,3 +18,12 @@ def reconcile_quietly(memo: kopf.Memo, info: KindInfo, obj: dict[str, Any], step
     """
     with contextlib.suppress(kopf.PermanentError, kopf.TemporaryError):
         memo.reconciler.run(info, obj, steps)
+
+
+def stamp_events(resource: tuple[str, str, str]) -> None:
+    """Register an async event handler for *resource* that notes when each event reaches us, for the queue-lag metric.
+    Async, so it runs on kopf's event loop at once, before the sync reconcile waits for an executor thread."""
+
+    @kopf.on.event(*resource, id=f"received-{resource[2]}")
+    async def received(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        memo.reconciler.received(body["metadata"]["uid"], body["metadata"].get("resourceVersion"))

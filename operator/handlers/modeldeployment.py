@@ -8,11 +8,12 @@ from typing import Any
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import model
-from plinth.operator.handlers.common import reconcile_quietly
+from plinth.operator.handlers.common import reconcile_quietly, stamp_events
 from plinth.operator.reconcilers import modeldeployment
 
 INFO = kind_info("ModelDeployment")
 RESOURCE = (GROUP, VERSION, INFO.plural)
+stamp_events(RESOURCE)
 
 
 @kopf.index(*RESOURCE)

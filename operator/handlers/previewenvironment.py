@@ -10,11 +10,12 @@ from typing import Any
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, PreviewEnvironmentSpec, kind_info
 from plinth.operator.builders import preview, quota
-from plinth.operator.handlers.common import reconcile_quietly
+from plinth.operator.handlers.common import reconcile_quietly, stamp_events
 from plinth.operator.reconcilers import previewenvironment
 
 INFO = kind_info("PreviewEnvironment")
 RESOURCE = (GROUP, VERSION, INFO.plural)
+stamp_events(RESOURCE)
 TICK_SECONDS = 30
 
 

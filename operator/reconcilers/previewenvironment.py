@@ -26,7 +26,7 @@ from plinth.operator.api.v1alpha1 import (
 )
 from plinth.operator.builders import preview, quota
 from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
-from plinth.operator.errors import Stalled, Waiting
+from plinth.operator.errors import ReconcileError, Stalled, Waiting
 from plinth.operator.reconcilers import Outcome
 from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time
 from plinth.operator.reconcilers.namespacequota import owner_of, select_namespaces
@@ -73,19 +73,27 @@ def next_event(spec: PreviewEnvironmentSpec, status: dict[str, Any]) -> datetime
 
 
 def reconcile(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec) -> Outcome:
+    status: dict[str, Any] = {}
+    try:
+        return _reconcile(kube, obj, spec, status)
+    except ReconcileError as err:
+        err.status = {**status, **err.status}  # namespace, expiresAt... are known even when something blocks
+        raise
+
+
+def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec, status: dict[str, Any]) -> Outcome:
     meta = obj["metadata"]
     name, home = meta["name"], meta["namespace"]
     now = datetime.now(UTC)
-    status: dict[str, Any] = {
-        "namespace": preview.namespace_name(obj),
-        **lifecycle(obj.get("status") or {}, meta.get("generation") or 0, spec, now),
-    }
+    status["namespace"] = preview.namespace_name(obj)
+    status.update(lifecycle(obj.get("status") or {}, meta.get("generation") or 0, spec, now))
     if is_expired(status, now):
         kube.delete(API_VERSION, "PreviewEnvironment", name, namespace=home)
         return Outcome(
             status=status,
             observations=[Observation(RECONCILING, True, "Expired", f"ttl expired at {status['expiresAt']}; deleting")],
         )
+    _check_team(kube, home, spec.team)
     secrets = KubernetesSecrets(kube)
     sources = _resolve_secret_sources(secrets, obj, spec)  # raises before any write when a source is refused
     _check_routing(kube, spec)
@@ -178,6 +186,18 @@ def _resolve_secret_sources(secrets: Secrets, obj: Manifest, spec: PreviewEnviro
             raise Waiting("SecretNotFound", f"Secret {namespace}/{source.name} to copy does not exist", 15)
         found[entry.secret_name] = secret
     return found
+
+
+def _check_team(kube: KubernetesObjects, home: str, team: str) -> None:
+    """A team namespace labelled plinth.dev/team may only create previews for that team: otherwise anyone allowed to
+    create a PreviewEnvironment could spend another team's quota."""
+    namespace = kube.get("v1", "Namespace", home)
+    owner_team = ((namespace or {}).get("metadata", {}).get("labels") or {}).get(preview.TEAM_LABEL)
+    if owner_team is not None and owner_team != team:
+        raise Stalled(
+            "TeamMismatch",
+            f"spec.team is {team!r} but namespace {home} belongs to team {owner_team!r} (label {preview.TEAM_LABEL})",
+        )
 
 
 def _check_routing(kube: KubernetesObjects, spec: PreviewEnvironmentSpec) -> None:

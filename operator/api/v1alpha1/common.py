@@ -461,6 +461,14 @@ class StatusBase(ApiModel):
         ),
         json_schema_extra=list_map("type"),
     )
+    last_reconcile_lag_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Seconds from the operator first seeing the latest generation to it being Ready: the end-to-end "
+            "reconciliation lag of the last change (also exported as the plinth_reconcile_lag_seconds histogram)."
+        ),
+    )
 
     def condition(self, type_: str) -> Condition | None:
         """The condition of this type, if present."""
