@@ -30,10 +30,16 @@ class StatusRecorder:
     def apply(self, manifest: Manifest) -> Manifest:
         return manifest
 
+    def get(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> Manifest | None:
+        return None
+
     def list(
         self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None
     ) -> list[Manifest]:
         return []
+
+    def has_api(self, api_version: str, kind: str) -> bool:
+        return True
 
     def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> bool:
         return False
@@ -199,3 +205,80 @@ def test_a_body_older_than_one_already_reconciled_is_skipped(setup: Any) -> None
     reconciler.run(INFO, _obj(VALID, generation=3), count)
     assert calls == [3, 3]
     assert kube.patches[-1]["observedGeneration"] == 3
+
+
+def _sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_lag_is_written_to_status_once_per_generation(setup: Any) -> None:
+    reconciler, kube, _, metrics = setup
+    reconciler.run(INFO, _obj(VALID), _ok)
+    assert kube.patches[-1]["lastReconcileLagSeconds"] >= 0
+    assert _sample(metrics, "plinth_reconcile_lag_seconds_count", kind="NamespaceQuota") == 1
+    reconciler.run(INFO, _obj(VALID), _ok)  # same generation: no second observation, nothing new to write
+    assert len(kube.patches) == 1
+    assert _sample(metrics, "plinth_reconcile_lag_seconds_count", kind="NamespaceQuota") == 1
+    reconciler.run(INFO, _obj(VALID, generation=2), _ok)
+    assert "lastReconcileLagSeconds" in kube.patches[-1]
+    assert _sample(metrics, "plinth_reconcile_lag_seconds_count", kind="NamespaceQuota") == 2
+
+
+def test_queue_lag_is_observed_for_the_event_that_was_stamped(setup: Any) -> None:
+    reconciler, _, _, metrics = setup
+    obj = _obj(VALID)
+    obj["metadata"]["resourceVersion"] = "7"
+    reconciler.received("uid-1", "6")  # an older event: not the body being reconciled
+    reconciler.run(INFO, obj, _ok)
+    assert _sample(metrics, "plinth_queue_lag_seconds_count", kind="NamespaceQuota") == 0
+    reconciler.received("uid-1", "7")
+    reconciler.run(INFO, obj, _ok)
+    reconciler.run(INFO, obj, _ok)  # the stamp is used once
+    assert _sample(metrics, "plinth_queue_lag_seconds_count", kind="NamespaceQuota") == 1
+
+
+def test_requeue_writes_status_then_retries_and_counts_it(setup: Any) -> None:
+    reconciler, kube, _, metrics = setup
+
+    def waiting(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        return Outcome(
+            status={"used": {}},
+            observations=[Observation("QuotaExceeded", True, "QuotaExceeded", "pods needs 3, allowed 2")],
+            requeue_after=30,
+        )
+
+    with pytest.raises(kopf.TemporaryError) as raised:
+        reconciler.run(INFO, _obj(VALID), waiting)
+    assert raised.value.delay == 30
+    assert "pods needs 3" in str(raised.value)
+    assert _conditions(kube.patches[-1])["Ready"]["status"] == "False"
+    assert _sample(metrics, "plinth_reconcile_retries_total", kind="NamespaceQuota", reason="QuotaExceeded") == 1
+    # A policy denial is counted when it starts, not on every retry while it lasts.
+    with pytest.raises(kopf.TemporaryError):
+        reconciler.run(INFO, _obj(VALID), waiting)
+    assert _sample(metrics, "plinth_policy_denials_total", kind="NamespaceQuota", reason="QuotaExceeded") == 1
+
+
+def test_stalled_keeps_the_status_fields_the_step_already_knew(setup: Any) -> None:
+    reconciler, kube, _, metrics = setup
+
+    def refused(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        raise Stalled("SecretCopyRefused", "Secret x/y may not be copied", status={"summary": "known"})
+
+    with pytest.raises(kopf.PermanentError):
+        reconciler.run(INFO, _obj(VALID), refused)
+    assert kube.patches[-1]["summary"] == "known"
+    assert _conditions(kube.patches[-1])["Stalled"]["reason"] == "SecretCopyRefused"
+    assert _sample(metrics, "plinth_policy_denials_total", kind="NamespaceQuota", reason="SecretCopyRefused") == 1
+
+
+def test_ready_keeps_the_reason_the_step_gave(setup: Any) -> None:
+    reconciler, kube, _, _ = setup
+
+    def asleep(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        return Outcome(observations=[Observation("Ready", True, "Asleep", "scaled to zero")])
+
+    reconciler.run(INFO, _obj(VALID), asleep)
+    ready = _conditions(kube.patches[-1])["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == ("True", "Asleep", "scaled to zero")
