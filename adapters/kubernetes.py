@@ -6,9 +6,11 @@ owners); 404 on delete and "already gone" are success. Every call is counted, ti
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from kubernetes import client, config
@@ -21,17 +23,23 @@ from plinth.operator.tracing import tracer
 Manifest = dict[str, Any]
 _T = TypeVar("_T")
 ADAPTER = "kubernetes"
+_RECHECK_MISSING = 60.0
 
 
 class Conflict(Exception):  # noqa: N818 — mirrors the HTTP status
     """The object changed since it was read (a resourceVersion precondition failed): read again and retry."""
 
 
+class NamespaceTerminating(Exception):  # noqa: N818 — mirrors the API's cause
+    """The target namespace is being deleted: nothing new can be created in it."""
+
+
 class KubernetesObjects(Protocol):
     """What reconcilers may do with Kubernetes objects."""
 
     def apply(self, manifest: Manifest) -> Manifest:
-        """Server-side apply. With ``metadata.resourceVersion`` set it is a compare-and-swap: raises Conflict."""
+        """Server-side apply. With ``metadata.resourceVersion`` set it is a compare-and-swap: raises Conflict.
+        Raises NamespaceTerminating when the object's namespace is being deleted."""
         ...
 
     def get(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> Manifest | None:
@@ -50,7 +58,9 @@ class KubernetesObjects(Protocol):
 
     def patch_status(
         self, api_version: str, kind: str, name: str, status: dict[str, Any], *, namespace: str | None = None
-    ) -> None: ...
+    ) -> bool:
+        """Merge-patch the status subresource; False when the object is gone."""
+        ...
 
 
 def load_config() -> client.ApiClient:
@@ -66,9 +76,13 @@ class DynamicKubernetes:
     """``KubernetesObjects`` on the Kubernetes dynamic client (discovery is cached per process)."""
 
     def __init__(self, api_client: client.ApiClient, metrics: Metrics, field_manager: str) -> None:
-        self._client = DynamicClient(api_client)
+        # A discovery cache of this process only: the client's default file in the temp dir is shared by every
+        # process on the host and would hide CRDs installed or removed since another process wrote it.
+        cache = Path(tempfile.mkdtemp(prefix="plinth-discovery-")) / "discovery.json"
+        self._client = DynamicClient(api_client, cache_file=str(cache))
         self._metrics = metrics
         self._field_manager = field_manager
+        self._missing: dict[tuple[str, str], float] = {}  # optional kinds not served, and when that was checked
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self._client.resources.get(api_version=api_version, kind=kind)
@@ -108,6 +122,8 @@ class DynamicKubernetes:
         except (DynamicApiError, ApiException) as err:
             if getattr(err, "status", None) == 409:
                 raise Conflict(f"{manifest['kind']} {meta.get('namespace', '')}/{meta['name']} changed") from err
+            if getattr(err, "status", None) == 403 and "NamespaceTerminating" in str(getattr(err, "body", "")):
+                raise NamespaceTerminating(f"namespace {meta.get('namespace')} is being deleted") from err
             raise
         applied: Manifest = result.to_dict()
         return applied
@@ -126,13 +142,21 @@ class DynamicKubernetes:
     def has_api(self, api_version: str, kind: str) -> bool:
         try:
             self._client.resources.get(api_version=api_version, kind=kind)
+            return True
         except ResourceNotFoundError:
-            # Discovery is cached: look again, a CRD may have been installed since.
-            self._client.resources.invalidate_cache()
-            try:
-                self._client.resources.get(api_version=api_version, kind=kind)
-            except ResourceNotFoundError:
-                return False
+            pass
+        # Not served when discovery was cached. Look again at most once a minute: a CRD may have been installed
+        # since, but rediscovery costs a request per API group.
+        now = time.monotonic()
+        if now - self._missing.get((api_version, kind), -_RECHECK_MISSING) < _RECHECK_MISSING:
+            return False
+        self._missing[(api_version, kind)] = now
+        self._client.resources.invalidate_cache()
+        try:
+            self._client.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            return False
+        self._missing.pop((api_version, kind), None)
         return True
 
     def list(
@@ -155,12 +179,22 @@ class DynamicKubernetes:
 
     def patch_status(
         self, api_version: str, kind: str, name: str, status: dict[str, Any], *, namespace: str | None = None
-    ) -> None:
+    ) -> bool:
         resource = self._resource(api_version, kind)
         body = {"status": status}
-        self._run(
-            "patch_status",
-            lambda: resource.status.patch(
-                body=body, name=name, namespace=namespace, content_type="application/merge-patch+json"
-            ),
-        )
+        try:
+            self._run(
+                "patch_status",
+                lambda: resource.status.patch(
+                    body=body,
+                    name=name,
+                    namespace=namespace,
+                    content_type="application/merge-patch+json",
+                    field_manager=self._field_manager,
+                ),
+            )
+        except (NotFoundError, ApiException) as err:
+            if getattr(err, "status", None) == 404:
+                return False
+            raise
+        return True

@@ -2,7 +2,8 @@
 
 - ``Ready`` is always present and derived here, never set by a reconciler.
 - ``Reconciling=True`` while work is in progress; ``Stalled=True`` when a user must fix something; never both.
-- ``Ready=False`` whenever either is True or a domain condition with negative polarity holds.
+- ``Ready=False`` whenever either is True or a domain condition with negative polarity holds; such a condition
+  alone also sets ``Stalled=True`` (kstatus readers such as Flux look at Reconciling/Stalled only).
 - Failure conditions are present while the failure lasts and removed when it recovers (as Flux does).
 Reasons are CamelCase constants; messages say what blocks and on which child.
 """
@@ -47,6 +48,9 @@ def summarize(
     if stalled and stalled.status and reconciling and reconciling.status:
         raise ValueError("Reconciling and Stalled cannot both be True")
     blockers = [o for o in observed if o.status and (o.type in (STALLED, RECONCILING) or o.type in NEGATIVE_POLARITY)]
+    if blockers and not any(o.status and o.type in (STALLED, RECONCILING) for o in observed):
+        # kstatus (Flux, kubectl wait tooling) never reads Ready: a negative condition alone would look healthy.
+        observed.append(Observation(STALLED, True, blockers[0].reason, blockers[0].message))
     if blockers:
         first = blockers[0]
         ready = Observation(READY, False, first.reason, first.message)

@@ -71,7 +71,30 @@ def ensure_binary(log: bool = True) -> Path:
     if configured := os.environ.get(BINARY_ENV):
         return Path(configured)
     src = source_dir()
-    target = cache_dir() / "localkube" / source_key(src) / "localkube"
+    version = kubernetes_version(src)
+    minor = version.split(".")[1]
+    ldflags = " ".join(
+        [
+            "-s -w",
+            f"-X main.kubeVersion={version}",
+            f"-X k8s.io/component-base/version.gitVersion={version}",
+            "-X k8s.io/component-base/version.gitMajor=1",
+            f"-X k8s.io/component-base/version.gitMinor={minor}",
+            f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
+        ]
+    )
+    return ensure_go_binary(src, "localkube", ldflags=ldflags, what=f"the local control plane ({version})", log=log)
+
+
+def ensure_go_binary(
+    src: Path, name: str, *, package: str = ".", ldflags: str = "-s -w", what: str = "", log: bool = True
+) -> Path:
+    """Build *package* of the Go module in *src* once into ``<cache>/<name>/<source key>/<name>`` and return it.
+
+    One cache for every Go tool the project builds from source (the control plane, helm): keyed by the module's
+    go.mod/go.sum/*.go so a version bump rebuilds, locked so concurrent test sessions build it once.
+    """
+    target = cache_dir() / name / source_key(src) / name
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -79,29 +102,14 @@ def ensure_binary(log: bool = True) -> Path:
         if target.is_file():  # built by a concurrent caller while we waited
             return target
         if shutil.which("go") is None:
-            raise ClusterError("building the local control plane needs the Go toolchain (`go`) on PATH")
-        version = kubernetes_version(src)
-        minor = version.split(".")[1]
-        ldflags = " ".join(
-            [
-                "-s -w",
-                f"-X main.kubeVersion={version}",
-                f"-X k8s.io/component-base/version.gitVersion={version}",
-                "-X k8s.io/component-base/version.gitMajor=1",
-                f"-X k8s.io/component-base/version.gitMinor={minor}",
-                f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
-            ]
-        )
+            raise ClusterError(f"building {what or name} needs the Go toolchain (`go`) on PATH")
         env = {**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
         if log:
-            print(
-                f"building the local control plane ({version}) into {target} — the first build takes a while",
-                file=sys.stderr,
-            )
+            print(f"building {what or name} into {target} — the first build takes a while", file=sys.stderr)
         started = time.monotonic()
         tmp = target.with_suffix(".tmp")
         result = subprocess.run(
-            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), "."],
+            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), package],
             cwd=src,
             env=env,
             capture_output=True,

@@ -124,7 +124,11 @@ class Reconciler:
                 if lag is not None:
                     status["lastReconcileLagSeconds"] = round(lag, 3)
                 if status != {k: current_status.get(k) for k in status}:
-                    self.kube.patch_status(API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace"))
+                    if not self.kube.patch_status(
+                        API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace")
+                    ):
+                        log.debug("object deleted meanwhile", extra={"ref": _ref(kind, meta)})
+                        return Outcome()
                     self._written[uid] = {**current_status, **status}
         finally:
             self.metrics.in_progress.labels(kind).dec()

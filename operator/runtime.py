@@ -7,6 +7,7 @@ import threading
 
 import kopf
 from plinth.adapters.kubernetes import DynamicKubernetes, load_config
+from plinth.adapters.observability import PrometheusHTTP, Telemetry
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
 from plinth.operator import tracing
@@ -65,7 +66,14 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
     def emit(obj: dict[str, object], type_: str, reason: str, message: str) -> None:
         kopf.event(obj, type=type_, reason=reason, message=message)  # type: ignore[arg-type]
 
-    memo = kopf.Memo(reconciler=Reconciler(kube, metrics, emit), healthy=healthy, settings=settings)
+    telemetry = Telemetry(
+        otlp_endpoint=settings.workload_otlp_endpoint,
+        resource_attributes=settings.workload_resource_attributes,
+        prometheus=PrometheusHTTP(settings.prometheus_url, metrics) if settings.prometheus_url else None,
+    )
+    memo = kopf.Memo(
+        reconciler=Reconciler(kube, metrics, emit), healthy=healthy, settings=settings, telemetry=telemetry
+    )
     kopf.run(
         settings=kopf_settings(settings),
         standalone=standalone,

@@ -166,3 +166,14 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(autouse=True)
+def kstatus_conformance(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every cluster test, every Plinth object in the cluster follows the kstatus rules (tests/kstatus.py), so
+    no test can pass while the operator writes a status Flux or kubectl wait would misread."""
+    yield
+    if "cluster" in request.fixturenames:
+        from tests.kstatus import assert_cluster_conforms
+
+        assert_cluster_conforms(request.getfixturevalue("cluster"))

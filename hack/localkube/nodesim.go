@@ -151,6 +151,8 @@ func (s *nodeSimulator) Run(ctx context.Context) error {
 			for _, name := range s.names {
 				if err := s.renewLease(ctx, name); err != nil && ctx.Err() == nil {
 					s.logger.Printf("renewing lease of %s: %v", name, err)
+				} else if err := s.reassertReady(ctx, name); err != nil && ctx.Err() == nil {
+					s.logger.Printf("reporting node %s Ready: %v", name, err)
 				}
 			}
 		case <-crashTick.C:
@@ -246,6 +248,35 @@ func (s *nodeSimulator) renewLease(ctx context.Context, name string) error {
 	}
 	lease.Spec.RenewTime = &now
 	_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+	return err
+}
+
+// reassertReady reports the node Ready again when the node-lifecycle controller marked it Unknown (it does so when
+// the leases could not be renewed, e.g. during an API outage drill): a kubelet that is alive posts its status, and
+// the controller then lifts the unreachable taints. One GET per node and heartbeat otherwise.
+func (s *nodeSimulator) reassertReady(ctx context.Context, name string) error {
+	node, err := s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	now := metav1.Now()
+	changed := false
+	for i, c := range node.Status.Conditions {
+		want := corev1.ConditionFalse
+		if c.Type == corev1.NodeReady {
+			want = corev1.ConditionTrue
+		}
+		if c.Status != want {
+			node.Status.Conditions[i].Status, node.Status.Conditions[i].LastTransitionTime = want, now
+			node.Status.Conditions[i].Reason, node.Status.Conditions[i].Message = "KubeletReady", "simulated by localkube"
+			changed = true
+		}
+		node.Status.Conditions[i].LastHeartbeatTime = now
+	}
+	if !changed {
+		return nil
+	}
+	_, err = s.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
 	return err
 }
 

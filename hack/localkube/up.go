@@ -5,6 +5,12 @@ package main
 // the node simulator in this process. Children get a parent-death signal, so killing the supervisor (even with
 // SIGKILL) never leaves a component behind. Everything lives under --dir: a fresh etcd data dir and PKI on every
 // start, logs/, kubeconfig, and state.json (written last, once the cluster is usable).
+//
+// API outage drills (tests/integration/test_faults.py, hack/chaos): SIGUSR1 stops kube-apiserver, then etcd;
+// SIGUSR2 starts etcd again on the same data and kube-apiserver on the same port, PKI and flags. Clients see
+// connection refused for as long as the API is stopped, then the same cluster back, as after a control-plane
+// restart; controller-manager, scheduler and the nodes keep running. state.json's "api" field says "stopped" or
+// "running" once each transition is complete (and the restarted apiserver answers /readyz).
 
 import (
 	"context"
@@ -53,6 +59,7 @@ type state struct {
 	Children   map[string]int `json:"children"`
 	Nodes      []string       `json:"nodes"`
 	Version    string         `json:"version"`
+	API        string         `json:"api"` // "running", or "stopped" during an outage drill (SIGUSR1/SIGUSR2)
 }
 
 func runUp(args []string) int {
@@ -114,11 +121,16 @@ func up(ctx context.Context, opts upOptions) (err error) {
 		return err
 	}
 
-	etcd, err := startEtcd(filepath.Join(dir, "etcd"), filepath.Join(logDir, "etcd.log"), ports)
+	etcdDir, etcdLog := filepath.Join(dir, "etcd"), filepath.Join(logDir, "etcd.log")
+	etcd, err := startEtcd(etcdDir, etcdLog, ports)
 	if err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
 	}
-	defer etcd.Close()
+	defer func() {
+		if etcd != nil {
+			etcd.Close()
+		}
+	}()
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -128,23 +140,24 @@ func up(ctx context.Context, opts upOptions) (err error) {
 	defer func() { stopChildren(children) }()
 	v := strconv.Itoa(opts.verbosity)
 
-	apiserver, err := startChild(exe, "kube-apiserver", logDir,
-		"--etcd-servers="+fmt.Sprintf("http://127.0.0.1:%d", ports["etcd-client"]),
+	apiserverArgs := []string{
+		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", ports["etcd-client"]),
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(ports["apiserver"]),
-		"--cert-dir="+certs.dir,
-		"--tls-cert-file="+certs.serverCert, "--tls-private-key-file="+certs.serverKey,
-		"--client-ca-file="+certs.caCert,
+		"--secure-port=" + strconv.Itoa(ports["apiserver"]),
+		"--cert-dir=" + certs.dir,
+		"--tls-cert-file=" + certs.serverCert, "--tls-private-key-file=" + certs.serverKey,
+		"--client-ca-file=" + certs.caCert,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+certs.saPub, "--service-account-signing-key-file="+certs.saKey,
+		"--service-account-key-file=" + certs.saPub, "--service-account-signing-key-file=" + certs.saKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--authorization-mode=Node,RBAC",
 		"--allow-privileged=true",
 		"--profiling=false",
 		// Loopback is not a routable address for the kubernetes Service endpoints; nothing in-cluster dials it.
 		"--endpoint-reconciler-type=none",
-		"--v="+v,
-	)
+		"--v=" + v,
+	}
+	apiserver, err := startChild(exe, "kube-apiserver", logDir, false, apiserverArgs...)
 	if err != nil {
 		return err
 	}
@@ -157,7 +170,7 @@ func up(ctx context.Context, opts upOptions) (err error) {
 		"--kubeconfig=" + kubeconfig, "--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1", "--v=" + v,
 	}
-	cm, err := startChild(exe, "kube-controller-manager", logDir, append(common,
+	cm, err := startChild(exe, "kube-controller-manager", logDir, false, append(common,
 		"--secure-port="+strconv.Itoa(ports["controller-manager"]),
 		"--service-account-private-key-file="+certs.saKey,
 		"--root-ca-file="+certs.caCert,
@@ -172,7 +185,7 @@ func up(ctx context.Context, opts upOptions) (err error) {
 		return err
 	}
 	children = append(children, cm)
-	sched, err := startChild(exe, "kube-scheduler", logDir, append(common,
+	sched, err := startChild(exe, "kube-scheduler", logDir, false, append(common,
 		"--secure-port="+strconv.Itoa(ports["scheduler"]))...)
 	if err != nil {
 		return err
@@ -193,31 +206,75 @@ func up(ctx context.Context, opts upOptions) (err error) {
 
 	st := state{
 		PID: os.Getpid(), Server: server, Kubeconfig: kubeconfig, Ports: ports,
-		Children: map[string]int{}, Nodes: sim.NodeNames(), Version: kubeVersion,
+		Children: map[string]int{}, Nodes: sim.NodeNames(), Version: kubeVersion, API: "running",
 	}
 	for _, c := range children {
 		st.Children[c.name] = c.cmd.Process.Pid
 	}
-	data, _ := json.MarshalIndent(st, "", "  ")
-	if err := os.WriteFile(statePath+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(statePath+".tmp", statePath); err != nil {
+	if err := writeState(statePath, st); err != nil {
 		return err
 	}
 	fmt.Printf("localkube: cluster ready at %s (kubeconfig %s)\n", server, kubeconfig)
 
-	select {
-	case <-ctx.Done():
-		fmt.Println("localkube: shutting down")
-		return nil
-	case err := <-simErr:
-		return fmt.Errorf("node simulator stopped: %w", err)
-	case err := <-etcd.Err():
-		return fmt.Errorf("etcd stopped: %w", err)
-	case err := <-firstExit(children):
+	control := make(chan os.Signal, 1)
+	signal.Notify(control, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(control)
+	others := firstExit(children[1:]) // controller-manager, scheduler
+	apiExit, etcdErr := firstExit(children[:1]), etcd.Err()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println("localkube: shutting down")
+			return nil
+		case err := <-simErr:
+			return fmt.Errorf("node simulator stopped: %w", err)
+		case err := <-etcdErr:
+			return fmt.Errorf("etcd stopped: %w", err)
+		case err := <-others:
+			return err
+		case err := <-apiExit:
+			return err
+		case sig := <-control:
+			switch {
+			case sig == syscall.SIGUSR1 && st.API == "running":
+				fmt.Println("localkube: stopping kube-apiserver and etcd (outage drill)")
+				apiExit, etcdErr = nil, nil
+				stopChildren(children[:1])
+				etcd.Close()
+				etcd = nil
+				st.API = "stopped"
+				delete(st.Children, apiserver.name)
+			case sig == syscall.SIGUSR2 && st.API == "stopped":
+				fmt.Println("localkube: starting etcd and kube-apiserver again")
+				if etcd, err = startEtcd(etcdDir, etcdLog, ports); err != nil {
+					return fmt.Errorf("restarting etcd: %w", err)
+				}
+				if apiserver, err = startChild(exe, "kube-apiserver", logDir, true, apiserverArgs...); err != nil {
+					return err
+				}
+				children[0] = apiserver
+				if err := waitReady(ctx, server+"/readyz", certs, apiserver, 3*time.Minute); err != nil {
+					return fmt.Errorf("restarted kube-apiserver did not become ready: %w", err)
+				}
+				apiExit, etcdErr = firstExit(children[:1]), etcd.Err()
+				st.API = "running"
+				st.Children[apiserver.name] = apiserver.cmd.Process.Pid
+			default:
+				continue // already in the state asked for
+			}
+			if err := writeState(statePath, st); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func writeState(path string, st state) error {
+	data, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
 		return err
 	}
+	return os.Rename(path+".tmp", path)
 }
 
 func startEtcd(dataDir, logFile string, ports map[string]int) (*embed.Etcd, error) {
@@ -249,8 +306,13 @@ func startEtcd(dataDir, logFile string, ports map[string]int) (*embed.Etcd, erro
 	}
 }
 
-func startChild(exe, name, logDir string, args ...string) (*child, error) {
-	logFile, err := os.OpenFile(filepath.Join(logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+// startChild starts one component; a restarted one (restart=true) appends to its log instead of truncating it.
+func startChild(exe, name, logDir string, restart bool, args ...string) (*child, error) {
+	mode := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if restart {
+		mode = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logFile, err := os.OpenFile(filepath.Join(logDir, name+".log"), mode, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -291,10 +353,12 @@ func stopChildren(children []*child) {
 		c := children[i]
 		_ = c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-c.done:
+		case err := <-c.done:
+			c.done <- err // keep it for firstExit and a later stop (a drill may stop a child twice)
 		case <-time.After(10 * time.Second):
 			_ = c.cmd.Process.Kill()
-			<-c.done
+			err := <-c.done
+			c.done <- err
 		}
 	}
 }

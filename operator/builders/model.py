@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from plinth.adapters.observability import NO_TELEMETRY, Telemetry
 from plinth.operator.api.v1alpha1 import ModelDeploymentSpec
 from plinth.operator.builders.common import child_metadata
 from plinth.operator.settings import MANAGED_BY
@@ -63,7 +64,9 @@ def deployment_name(owner: Manifest, track: str) -> str:
     return name if track == "stable" else f"{name}-{track}"
 
 
-def deployment(owner: Manifest, spec: ModelDeploymentSpec, track: Track | None = None) -> Manifest:
+def deployment(
+    owner: Manifest, spec: ModelDeploymentSpec, track: Track | None = None, telemetry: Telemetry = NO_TELEMETRY
+) -> Manifest:
     track = track or stable_track(spec)
     name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
     model = spec.model
@@ -87,6 +90,7 @@ def deployment(owner: Manifest, spec: ModelDeploymentSpec, track: Track | None =
         volumes.append({"name": "storage-credentials", "secret": {"secretName": spec.storage.secret_ref.name}})
         mounts.append({"name": "storage-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.runtime.env]
+    env += with_telemetry(env, telemetry.env(owner["metadata"]["name"], namespace, track.version))
     port = spec.runtime.port
     ports = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
     metrics_port = spec.monitoring.metrics_port if spec.monitoring else None
@@ -148,15 +152,44 @@ def scrape(spec: ModelDeploymentSpec) -> dict[str, str]:
 def service(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
     """A stable name for clients; it selects every track, so a canary shares traffic by its replica ratio."""
     name = owner["metadata"]["name"]
+    ports = [{"name": "http", "port": spec.runtime.port, "targetPort": "http", "protocol": "TCP"}]
+    metrics_port = spec.monitoring.metrics_port if spec.monitoring else None
+    if metrics_port is not None and metrics_port != spec.runtime.port:
+        ports.append({"name": "metrics", "port": metrics_port, "targetPort": "metrics", "protocol": "TCP"})
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": child_metadata(owner, name, owner["metadata"]["namespace"], OWNER_LABEL),
+        "spec": {"selector": {OWNER_LABEL: name}, "ports": ports},
+    }
+
+
+def service_monitor(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
+    """Prometheus Operator scrape config for the model's Service (when its CRD is installed and monitoring is set)."""
+    name = owner["metadata"]["name"]
+    monitoring = spec.monitoring
+    distinct = monitoring is not None and monitoring.metrics_port not in (None, spec.runtime.port)
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": child_metadata(owner, name, owner["metadata"]["namespace"], OWNER_LABEL),
         "spec": {
-            "selector": {OWNER_LABEL: name},
-            "ports": [{"name": "http", "port": spec.runtime.port, "targetPort": "http", "protocol": "TCP"}],
+            "selector": {"matchLabels": {OWNER_LABEL: name}},
+            "endpoints": [
+                {
+                    "port": "metrics" if distinct else "http",
+                    "path": monitoring.metrics_path if monitoring else "/metrics",
+                    "interval": "30s",
+                }
+            ],
         },
     }
+
+
+def with_telemetry(env: list[dict[str, Any]], injected: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The injected OTEL_* variables the container does not set itself (the user's own setting wins)."""
+    own = {e["name"] for e in env}
+    return [e for e in injected if e["name"] not in own]
 
 
 def autoscaler(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest | None:
@@ -200,7 +233,45 @@ def disruption_budget(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest | 
     }
 
 
-def children(owner: Manifest, spec: ModelDeploymentSpec, stable: Track | None = None) -> list[Manifest]:
+def children(
+    owner: Manifest, spec: ModelDeploymentSpec, stable: Track | None = None, telemetry: Telemetry = NO_TELEMETRY
+) -> list[Manifest]:
     """The stable track's Deployment, the Service, and the HPA and PDB where they apply (the canary is separate)."""
     optional = [autoscaler(owner, spec), disruption_budget(owner, spec)]
-    return [deployment(owner, spec, stable), service(owner, spec), *[c for c in optional if c is not None]]
+    return [deployment(owner, spec, stable, telemetry), service(owner, spec), *[c for c in optional if c is not None]]
+
+
+def track_service(owner: Manifest, spec: ModelDeploymentSpec, track: str) -> Manifest:
+    """``<name>-<track>``: one track's pods only, as a weighted HTTPRoute backend."""
+    name = owner["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_metadata(owner, f"{name}-{track}", owner["metadata"]["namespace"], OWNER_LABEL),
+        "spec": {
+            "selector": selector(owner, track),
+            "ports": [{"name": "http", "port": spec.runtime.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def http_route(owner: Manifest, spec: ModelDeploymentSpec, canary_percent: int) -> Manifest:
+    """Gateway API HTTPRoute attached to the model's Service (GAMMA, east-west): requests to ``<name>`` are split by
+    weight between the stable and canary track Services."""
+    name, port = owner["metadata"]["name"], spec.runtime.port
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": child_metadata(owner, name, owner["metadata"]["namespace"], OWNER_LABEL),
+        "spec": {
+            "parentRefs": [{"group": "", "kind": "Service", "name": name, "port": port}],
+            "rules": [
+                {
+                    "backendRefs": [
+                        {"name": f"{name}-stable", "port": port, "weight": 100 - canary_percent},
+                        {"name": f"{name}-canary", "port": port, "weight": canary_percent},
+                    ]
+                }
+            ],
+        },
+    }

@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from plinth.adapters.observability import NO_TELEMETRY, Telemetry
 from plinth.operator.api.v1alpha1 import (
     PreviewEnvironmentSpec,
     PreviewModel,
     PreviewService,
     parse_quantity,
 )
+from plinth.operator.builders.model import with_telemetry
 from plinth.operator.settings import MANAGED_BY
 
 OWNER_LABEL = "plinth.dev/previewenvironment"
@@ -122,8 +124,16 @@ def _meta(owner: Manifest, name: str, extra: Mapping[str, str] | None = None) ->
     return {"name": name, "namespace": namespace_name(owner), "labels": {**owner_labels(owner), **(extra or {})}}
 
 
-def deployment(owner: Manifest, spec: PreviewEnvironmentSpec, service: PreviewService, sleeping: bool) -> Manifest:
+def deployment(
+    owner: Manifest,
+    spec: PreviewEnvironmentSpec,
+    service: PreviewService,
+    sleeping: bool,
+    telemetry: Telemetry = NO_TELEMETRY,
+) -> Manifest:
     selector = {OWNER_LABEL: owner["metadata"]["name"], SERVICE_LABEL: service.name}
+    env = [e.model_dump(by_alias=True, exclude_none=True) for e in service.env]
+    env += with_telemetry(env, telemetry.env(service.name, namespace_name(owner), spec.source.commit))
     probe: dict[str, Any] = (
         {"httpGet": {"path": service.readiness_path, "port": "http"}}
         if service.readiness_path
@@ -133,7 +143,7 @@ def deployment(owner: Manifest, spec: PreviewEnvironmentSpec, service: PreviewSe
         "name": CONTAINER,
         "image": service.image,
         "ports": [{"name": "http", "containerPort": service.port, "protocol": "TCP"}],
-        "env": [e.model_dump(by_alias=True, exclude_none=True) for e in service.env],
+        "env": env,
         "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
         "securityContext": {
             "allowPrivilegeEscalation": False,

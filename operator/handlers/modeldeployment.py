@@ -3,13 +3,21 @@ Pods change (rollout progress, crash loops) — found through an index by namesp
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import model
 from plinth.operator.handlers.common import reconcile_quietly, stamp_events
+from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import modeldeployment
+
+
+def steps(memo: kopf.Memo) -> Steps:
+    """The reconcile steps, with what workloads get from the operator's configuration."""
+    return functools.partial(modeldeployment.reconcile, telemetry=memo.telemetry)
+
 
 INFO = kind_info("ModelDeployment")
 RESOURCE = (GROUP, VERSION, INFO.plural)
@@ -27,7 +35,7 @@ def modeldeployments(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
 @kopf.on.update(*RESOURCE, field="spec")
 @kopf.timer(*RESOURCE, interval=300, initial_delay=300, idle=60)
 def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.reconciler.run(INFO, dict(body), modeldeployment.reconcile)
+    memo.reconciler.run(INFO, dict(body), steps(memo))
 
 
 def _has_canary(spec: kopf.Spec, **_: Any) -> bool:
@@ -37,7 +45,7 @@ def _has_canary(spec: kopf.Spec, **_: Any) -> bool:
 @kopf.timer(*RESOURCE, interval=10, idle=5, when=_has_canary)
 def canary_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A canary's health gate and autoPromote.after are time-based: re-check every 10 s while one is set."""
-    reconcile_quietly(memo, INFO, dict(body), modeldeployment.reconcile)
+    reconcile_quietly(memo, INFO, dict(body), steps(memo))
 
 
 @kopf.on.delete(*RESOURCE, optional=True)
@@ -54,4 +62,4 @@ def child_changed(type: str, labels: kopf.Labels, namespace: str | None, memo: k
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["modeldeployments"]
     for obj in index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ()):
-        reconcile_quietly(memo, INFO, obj, modeldeployment.reconcile)
+        reconcile_quietly(memo, INFO, obj, steps(memo))

@@ -4,6 +4,7 @@ finalizer deletes the preview namespace and waits until it is gone."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,14 @@ import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, PreviewEnvironmentSpec, kind_info
 from plinth.operator.builders import preview, quota
 from plinth.operator.handlers.common import reconcile_quietly, stamp_events
+from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import previewenvironment
+
+
+def steps(memo: kopf.Memo) -> Steps:
+    """The reconcile steps, with what workloads get from the operator's configuration."""
+    return functools.partial(previewenvironment.reconcile, telemetry=memo.telemetry)
+
 
 INFO = kind_info("PreviewEnvironment")
 RESOURCE = (GROUP, VERSION, INFO.plural)
@@ -30,7 +38,7 @@ def previews_by_namespace(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]
 @kopf.on.update(*RESOURCE, field="spec")
 @kopf.timer(*RESOURCE, interval=300, initial_delay=300, idle=60)
 def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.reconciler.run(INFO, dict(body), previewenvironment.reconcile)
+    memo.reconciler.run(INFO, dict(body), steps(memo))
 
 
 @kopf.timer(*RESOURCE, interval=TICK_SECONDS, initial_delay=TICK_SECONDS)
@@ -48,7 +56,7 @@ def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     copies = any(s.copy_from is not None for s in spec.secrets)
     if (due is not None and datetime.now(UTC) >= due) or not ready or copies:
-        reconcile_quietly(memo, INFO, dict(body), previewenvironment.reconcile)
+        reconcile_quietly(memo, INFO, dict(body), steps(memo))
 
 
 @kopf.on.delete(*RESOURCE)
@@ -71,4 +79,4 @@ def child_changed(type: str, namespace: str | None, memo: kopf.Memo, **kwargs: A
     index: kopf.Index[str, dict[str, Any]] = kwargs["previews_by_namespace"]
     for obj in index.get(namespace, ()):
         if not obj["metadata"].get("deletionTimestamp"):
-            reconcile_quietly(memo, INFO, obj, previewenvironment.reconcile)
+            reconcile_quietly(memo, INFO, obj, steps(memo))

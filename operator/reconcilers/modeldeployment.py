@@ -9,16 +9,20 @@ complete, and ``status.history`` records each change.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.adapters.observability import NO_TELEMETRY, MetricsQuery, QueryError, Telemetry
 from plinth.operator.api.v1alpha1 import Canary, ModelDeploymentSpec, format_time, parse_duration
 from plinth.operator.builders import model
 from plinth.operator.conditions import RECONCILING, STALLED, Observation
 from plinth.operator.reconcilers import Outcome
 
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))
+HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+SERVICE_MONITOR = ("monitoring.coreos.com/v1", "ServiceMonitor")
 CRASH_RESTARTS = 3
 HISTORY_LIMIT = 20
 
@@ -60,7 +64,14 @@ def next_history(previous: list[dict[str, Any]], active: str | None, now: str) -
 
 
 def next_canary(
-    previous: dict[str, Any] | None, canary: Canary, *, ready: int, want: int, failed: bool, now: datetime
+    previous: dict[str, Any] | None,
+    canary: Canary,
+    *,
+    ready: int,
+    want: int,
+    failed: bool,
+    now: datetime,
+    gate: GateVerdict | None = None,
 ) -> dict[str, Any]:
     """The canary's next phase. Promoted and RolledBack are final for a version: only a new canary version (or
     removing spec.canary) starts over, so a failed canary is never retried behind the user's back."""
@@ -74,11 +85,18 @@ def next_canary(
         return {**state, "phase": "RolledBack"}
     waited = (now - parse_time(state["startedAt"])).total_seconds()
     if want > 0 and ready >= want:
+        if gate is not None and gate.failed:
+            return {**state, "phase": "RolledBack", "message": gate.message}
         if phase != "Healthy" or not state.get("healthySince"):
             state.update(phase="Healthy", healthySince=format_time(now))
+        if gate is not None:
+            state["message"] = gate.message
         promote = canary.auto_promote
-        if promote is not None and (now - parse_time(state["healthySince"])).total_seconds() >= parse_duration(
-            promote.after
+        held = gate is not None and gate.hold
+        if (
+            promote is not None
+            and not held
+            and (now - parse_time(state["healthySince"])).total_seconds() >= parse_duration(promote.after)
         ):
             state["phase"] = "Promoted"
         return state
@@ -88,7 +106,43 @@ def next_canary(
     return {**state, "phase": "Progressing"}
 
 
-def reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec) -> Outcome:
+@dataclass(frozen=True)
+class GateVerdict:
+    """What the metric gate says about a Ready canary: fail it, hold its promotion, or let it go; and why."""
+
+    failed: bool
+    hold: bool
+    message: str
+
+
+def metric_gate(canary: Canary, obj: Manifest, prometheus: MetricsQuery | None) -> GateVerdict | None:
+    """Ask Prometheus about the canary (spec.canary.rollback.metric). No backend, no data or a failing query hold the
+    promotion (never roll back on missing evidence); a value above the maximum rolls back."""
+    gate = canary.rollback.metric
+    if gate is None:
+        return None
+    if prometheus is None:
+        return GateVerdict(False, True, "metric gate set but the operator has no Prometheus (PLINTH_PROMETHEUS_URL)")
+    meta = obj["metadata"]
+    promql = (
+        gate.query.replace("{{name}}", meta["name"])
+        .replace("{{namespace}}", meta["namespace"])
+        .replace("{{version}}", canary.version)
+    )
+    try:
+        value = prometheus.value(promql)
+    except QueryError as err:
+        return GateVerdict(False, True, f"metric gate: {err}"[:500])
+    if value is None:
+        return GateVerdict(False, True, "metric gate: no data yet")
+    if value > gate.max:
+        return GateVerdict(True, False, f"metric gate failed: {value:g} > {gate.max:g}")
+    return GateVerdict(False, False, f"metric gate ok: {value:g} <= {gate.max:g}")
+
+
+def reconcile(
+    kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec, *, telemetry: Telemetry = NO_TELEMETRY
+) -> Outcome:
     meta = obj["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     previous = obj.get("status") or {}
@@ -101,9 +155,14 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec)
         and prev_canary.get("phase") == "Promoted"
     )
 
-    applied = {c["kind"]: kube.apply(c) for c in model.children(obj, spec, model.stable_track(spec, promoted))}
+    monitor = spec.monitoring is not None and kube.has_api(*SERVICE_MONITOR)
+    children = model.children(obj, spec, model.stable_track(spec, promoted), telemetry)
+    if monitor:
+        children.append(model.service_monitor(obj, spec))
+    applied = {c["kind"]: kube.apply(c) for c in children}
     wanted = set(applied)
-    for api_version, kind in OPTIONAL_KINDS:
+    optional = [*OPTIONAL_KINDS, SERVICE_MONITOR] if monitor or kube.has_api(*SERVICE_MONITOR) else OPTIONAL_KINDS
+    for api_version, kind in optional:
         if kind not in wanted:
             for child in kube.list(api_version, kind, namespace=namespace, label_selector=owner_selector):
                 kube.delete(api_version, kind, child["metadata"]["name"], namespace=namespace)
@@ -113,12 +172,12 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec)
     dep_status = deployment.get("status") or {}
 
     canary_state, canary_ready = _reconcile_canary(
-        kube, obj, spec, prev=prev_canary, stable_status=dep_status, pods=pods
+        kube, obj, spec, prev=prev_canary, stable_status=dep_status, pods=pods, telemetry=telemetry
     )
     if canary_state is not None and canary_state["phase"] == "Promoted" and not promoted:
         # Promote now: the stable track rolls to the canary version (maxUnavailable 0 keeps serving meanwhile).
         promoted = True
-        deployment = kube.apply(model.deployment(obj, spec, model.stable_track(spec, promoted=True)))
+        deployment = kube.apply(model.deployment(obj, spec, model.stable_track(spec, promoted=True), telemetry))
         dep_status = deployment.get("status") or {}
     stable = model.stable_track(spec, promoted)
     done, progress = rollout(deployment, stable.replicas)
@@ -140,10 +199,15 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec)
         ][:HISTORY_LIMIT]
     running_canary = canary_state is not None and canary_state["phase"] in ("Progressing", "Healthy")
     stable_ready = dep_status.get("readyReplicas") or 0
+    routed = _route_traffic(kube, obj, spec, running=running_canary, canary_ready=canary_ready)
     if canary_state is not None:
-        canary_state["trafficPercent"] = (
-            round(100 * canary_ready / (stable_ready + canary_ready)) if running_canary and canary_ready else 0
-        )
+        if routed:
+            canary_state["trafficPercent"] = spec.canary.traffic_percent if spec.canary and canary_ready else 0
+        else:
+            canary_state["trafficPercent"] = (
+                round(100 * canary_ready / (stable_ready + canary_ready)) if running_canary and canary_ready else 0
+            )
+        canary_state["splitBy"] = "HTTPRoute" if routed else "ReplicaRatio"
     status: dict[str, Any] = {
         "url": f"http://{name}.{namespace}.svc.cluster.local:{spec.runtime.port}",
         "activeVersion": active,
@@ -153,9 +217,19 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec)
         "readyReplicas": stable_ready,
         "history": history,
     }
+    observations = []
+    if spec.monitoring is not None:
+        observations.append(
+            Observation("Monitored", True, "ServiceMonitor", "scraped through a ServiceMonitor")
+            if monitor
+            else Observation(
+                "Monitored", True, "ScrapeAnnotations", "prometheus.io/* annotations (no ServiceMonitor CRD installed)"
+            )
+        )
     return Outcome(
         status=status,
-        observations=_observe(
+        observations=observations
+        + _observe(
             deployment=name,
             stable=stable,
             done=done,
@@ -166,6 +240,29 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec)
     )
 
 
+def _route_traffic(
+    kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec, *, running: bool, canary_ready: int
+) -> bool:
+    """With Gateway API installed, a running canary gets exactly spec.canary.trafficPercent through an HTTPRoute
+    (weight 0 until a canary pod is Ready, so no request meets an empty backend); without a running canary the
+    route and track Services go. Returns whether traffic is split by HTTPRoute."""
+    had_canary = bool((obj.get("status") or {}).get("canary"))
+    if not (running or had_canary) or not kube.has_api(*HTTP_ROUTE):
+        return False
+    namespace = obj["metadata"]["namespace"]
+    if running and spec.canary is not None:
+        for track in ("stable", "canary"):
+            kube.apply(model.track_service(obj, spec, track))
+        kube.apply(model.http_route(obj, spec, spec.canary.traffic_percent if canary_ready else 0))
+        return True
+    owner = f"{model.OWNER_LABEL}={obj['metadata']['name']}"
+    for route in kube.list(*HTTP_ROUTE, namespace=namespace, label_selector=owner):
+        kube.delete(*HTTP_ROUTE, route["metadata"]["name"], namespace=namespace)
+    for track in ("stable", "canary"):
+        kube.delete("v1", "Service", f"{obj['metadata']['name']}-{track}", namespace=namespace)
+    return False
+
+
 def _reconcile_canary(
     kube: KubernetesObjects,
     obj: Manifest,
@@ -174,6 +271,7 @@ def _reconcile_canary(
     prev: dict[str, Any] | None,
     stable_status: dict[str, Any],
     pods: list[Manifest],
+    telemetry: Telemetry,
 ) -> tuple[dict[str, Any] | None, int]:
     """Run, judge and retire the canary Deployment; returns the canary status and its ready replicas."""
     namespace = obj["metadata"]["namespace"]
@@ -190,7 +288,7 @@ def _reconcile_canary(
     if canary is None or track is None or final:
         kube.delete("apps/v1", "Deployment", canary_name, namespace=namespace)
         return (dict(prev) if final and prev else None), 0
-    dep = kube.apply(model.deployment(obj, spec, track))
+    dep = kube.apply(model.deployment(obj, spec, track, telemetry))
     canary_pods = [
         p
         for p in pods
@@ -200,8 +298,10 @@ def _reconcile_canary(
     failed = bool(crash_looping(canary_pods, canary.rollback.max_restarts))
     ready = (dep.get("status") or {}).get("readyReplicas") or 0
     done, _ = rollout(dep, track.replicas)
+    want = track.replicas or 0
+    gate = metric_gate(canary, obj, telemetry.prometheus) if done and want and ready >= want else None
     state = next_canary(
-        prev, canary, ready=ready if done else 0, want=track.replicas or 0, failed=failed, now=datetime.now(UTC)
+        prev, canary, ready=ready if done else 0, want=want, failed=failed, now=datetime.now(UTC), gate=gate
     )
     state.update(replicas=(dep.get("status") or {}).get("replicas") or 0, readyReplicas=ready)
     if state["phase"] in ("Promoted", "RolledBack"):
@@ -231,10 +331,12 @@ def _observe(
         }[phase or "Progressing"]
         message = {
             "Progressing": f"canary {canary['version']}: {canary.get('readyReplicas', 0)} replicas ready",
-            "Healthy": f"canary {canary['version']} healthy since {canary.get('healthySince')}",
+            "Healthy": f"canary {canary['version']} healthy since {canary.get('healthySince')}"
+            + (f"; {canary['message']}" if canary.get("message") else ""),
             "Promoted": f"canary {canary['version']} promoted: set spec.model.version to it and remove spec.canary",
-            "RolledBack": f"canary {canary['version']} failed its health gate (crash loop, restarts, or not Ready "
-            "within rollback.readyTimeout) and was removed; the stable version keeps serving",
+            "RolledBack": f"canary {canary['version']} failed its health gate ("
+            + (canary.get("message") or "crash loop, restarts, or not Ready within rollback.readyTimeout")
+            + ") and was removed; the stable version keeps serving",
         }[phase or "Progressing"]
         if phase != "Progressing":
             observations.append(Observation("CanaryHealthy", healthy, reason, message))

@@ -8,11 +8,12 @@ children in namespaces no longer selected (only objects carrying this NamespaceQ
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest
+from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.operator.api.v1alpha1 import API_VERSION, LabelSelector, NamespaceQuotaSpec, parse_quantity
 from plinth.operator.api.v1alpha1.namespacequota import MAX_LISTED_NAMESPACES
 from plinth.operator.builders import preview, quota
@@ -191,11 +192,15 @@ def _apply_changes(
         }
         try:
             kube.apply(guarded)
+        except NamespaceTerminating:
+            continue
         except Conflict as err:
             raise Waiting("QuotaRebalancing", f"quota usage changed while rebalancing ({err}); retrying", 1) from err
     for key, child in changed:
         if (key, child) not in decreases:
-            kube.apply(child)
+            # A namespace deleted since it was listed: its namespace event re-evaluates the quota.
+            with contextlib.suppress(NamespaceTerminating):
+                kube.apply(child)
 
 
 def _matches(desired: Manifest, current: Manifest | None) -> bool:

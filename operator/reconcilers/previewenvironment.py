@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
+from plinth.adapters.observability import NO_TELEMETRY, Telemetry
 from plinth.adapters.secrets import KubernetesSecrets, Secrets, StoredSecret, random_value
 from plinth.operator.api.v1alpha1 import (
     API_VERSION,
@@ -72,16 +73,26 @@ def next_event(spec: PreviewEnvironmentSpec, status: dict[str, Any]) -> datetime
     return min(moments)
 
 
-def reconcile(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec) -> Outcome:
+def reconcile(
+    kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec, *, telemetry: Telemetry = NO_TELEMETRY
+) -> Outcome:
     status: dict[str, Any] = {}
     try:
-        return _reconcile(kube, obj, spec, status)
+        return _reconcile(kube, obj, spec, status, telemetry)
     except ReconcileError as err:
         err.status = {**status, **err.status}  # namespace, expiresAt... are known even when something blocks
         raise
+    except NamespaceTerminating as err:
+        raise Waiting("NamespaceTerminating", str(err), 5, status) from err
 
 
-def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec, status: dict[str, Any]) -> Outcome:
+def _reconcile(
+    kube: KubernetesObjects,
+    obj: Manifest,
+    spec: PreviewEnvironmentSpec,
+    status: dict[str, Any],
+    telemetry: Telemetry,
+) -> Outcome:
     meta = obj["metadata"]
     name, home = meta["name"], meta["namespace"]
     now = datetime.now(UTC)
@@ -133,7 +144,7 @@ def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentS
     status["secrets"] = sorted(written)
 
     sleeping = bool(status["sleeping"])
-    desired = _children(obj, spec, sleeping)
+    desired = _children(obj, spec, sleeping, telemetry)
     applied = [kube.apply(child) for child in desired]
     _prune(kube, obj, spec, desired)
 
@@ -293,10 +304,10 @@ def _write_secrets(
     return written
 
 
-def _children(obj: Manifest, spec: PreviewEnvironmentSpec, sleeping: bool) -> list[Manifest]:
+def _children(obj: Manifest, spec: PreviewEnvironmentSpec, sleeping: bool, telemetry: Telemetry) -> list[Manifest]:
     children: list[Manifest] = []
     for svc in spec.services:
-        children += [preview.deployment(obj, spec, svc, sleeping), preview.service(obj, svc)]
+        children += [preview.deployment(obj, spec, svc, sleeping, telemetry), preview.service(obj, svc)]
     route = preview.ingress(obj, spec)
     if route is not None:
         children.append(route)

@@ -46,8 +46,9 @@ class StatusRecorder:
 
     def patch_status(
         self, api_version: str, kind: str, name: str, status: dict[str, Any], *, namespace: str | None = None
-    ) -> None:
+    ) -> bool:
         self.patches.append(status)
+        return True
 
 
 def _obj(spec: dict[str, Any], generation: int = 1) -> Manifest:

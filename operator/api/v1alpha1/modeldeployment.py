@@ -238,6 +238,20 @@ class CanaryAutoPromote(ApiModel):
     )
 
 
+class CanaryMetricGate(ApiModel):
+    """A Prometheus query the canary must keep at or below a threshold (e.g. its error rate)."""
+
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        description=(
+            "PromQL returning one number for the canary; {{name}}, {{namespace}} and {{version}} are replaced by the "
+            "ModelDeployment's name, namespace and the canary version, e.g. sum(rate(http_requests_total{namespace=\""
+            '{{namespace}}",version="{{version}}",code=~"5.."}[1m])) / sum(rate(http_requests_total{namespace='
+            '"{{namespace}}",version="{{version}}"}[1m])).'
+        )
+    )
+    max: float = Field(ge=0, description="Roll the canary back when the query's value is above this, e.g. 0.05.")
+
+
 class CanaryRollback(ApiModel):
     """When a canary is given up."""
 
@@ -254,6 +268,13 @@ class CanaryRollback(ApiModel):
         description=(
             "Roll the canary back when its pods are not all Ready this long after it started (Go duration, e.g. "
             "10m): a canary that never becomes Ready is given up, not waited for forever."
+        ),
+    )
+    metric: CanaryMetricGate | None = Field(
+        default=None,
+        description=(
+            "Also roll back when this Prometheus query is above its maximum while the canary is Healthy; promotion "
+            "waits until the query returns data. Needs the operator's Prometheus URL (PLINTH_PROMETHEUS_URL)."
         ),
     )
 
@@ -384,7 +405,21 @@ class CanaryStatus(ApiModel):
         default=0,
         ge=0,
         le=100,
-        description="Share of the Service's endpoints that are canary pods: the traffic split actually achieved.",
+        description=(
+            "Share of requests going to the canary: the HTTPRoute weight when split by HTTPRoute, else the share of "
+            "the Service's endpoints that are canary pods."
+        ),
+    )
+    message: Annotated[str, StringConstraints(max_length=512)] | None = Field(
+        default=None, description="What the health gate last said, e.g. the metric gate's value against its maximum."
+    )
+    split_by: Literal["HTTPRoute", "ReplicaRatio"] = Field(
+        default="ReplicaRatio",
+        description=(
+            "How traffic is split: HTTPRoute (Gateway API backend weights, exact, for clients routed by a Gateway "
+            "API implementation) when the cluster serves HTTPRoute, else ReplicaRatio (kube-proxy spreads "
+            "connections over all pods of the Service)."
+        ),
     )
 
 

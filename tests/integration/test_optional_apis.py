@@ -1,0 +1,165 @@
+"""Optional APIs, detected at runtime. Without them (every other test): replica-ratio canaries, Ingress, scrape
+annotations. With the real CRDs installed (from the sigs.k8s.io/gateway-api and prometheus-operator Go modules): a
+canary's traffic is split by HTTPRoute weights, a preview with spec.ingress.gateway is routed by HTTPRoutes, and a
+monitored ModelDeployment gets a ServiceMonitor.
+
+The CRDs are removed afterwards and the operator restarted, so that the rest of the session sees a cluster without
+them again (the operator caches API discovery; see docs/modeldeployment.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cluster, Operator, wait_for
+from tests.integration.test_modeldeployment import _apply, _md, _ready_at
+from tests.integration.test_previewenvironment import apply, manifest, wait_condition
+
+pytestmark = pytest.mark.cluster
+GATEWAY_API = "sigs.k8s.io/gateway-api@v1.6.3"
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+
+
+def module_dir(module: str) -> Path:
+    """A Go module's files, downloaded from the module proxy like any dependency (cached by Go)."""
+    found = subprocess.run(
+        ["go", "mod", "download", "-json", module],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"},
+        timeout=300,
+    )
+    return Path(json.loads(found.stdout)["Dir"])
+
+
+def optional_crds() -> list[Path]:
+    """Gateway API's standard-channel CRDs and the Prometheus Operator's ServiceMonitor CRD, as their projects ship
+    them."""
+    gateway = module_dir(GATEWAY_API) / "config" / "crd" / "standard"
+    names = ("httproutes", "gateways", "gatewayclasses", "referencegrants")
+    monitoring = module_dir(PROMETHEUS_OPERATOR) / "example" / "prometheus-operator-crd"
+    return [
+        *(gateway / f"gateway.networking.k8s.io_{n}.yaml" for n in names),
+        monitoring / "monitoring.coreos.com_servicemonitors.yaml",
+    ]
+
+
+def test_without_the_crds_models_are_scraped_by_annotations(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    """Runs first, before the module installs the CRDs: absent optional APIs degrade to annotations, no error."""
+    name = f"md-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, namespace, name, monitoring={"metricsPort": 9090})
+    obj = _ready_at(cluster, namespace, name, "1.4.0")
+    monitored = next(c for c in obj["status"]["conditions"] if c["type"] == "Monitored")
+    assert (monitored["status"], monitored["reason"]) == ("True", "ScrapeAnnotations")
+    template = cluster.get("-n", namespace, "deployment", name)["spec"]["template"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+
+
+@pytest.fixture(scope="module")
+def optional_apis(cluster: Cluster, operator: Operator) -> Iterator[None]:
+    files = optional_crds()
+    args = [a for f in files for a in ("-f", str(f))]
+    cluster.kubectl("apply", "--server-side", "--field-manager=tests", *args)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *args)
+    yield
+    cluster.kubectl("delete", "--wait=true", "--timeout=60s", *args, check=False)
+    operator.stop()
+    operator.start()
+
+
+def _route(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    found = cluster.kubectl("get", "-n", namespace, "httproute", name, "-o", "json", check=False)
+    return json.loads(found.stdout) if found.returncode == 0 else None
+
+
+def _weights(route: dict[str, Any] | None) -> dict[str, int]:
+    if route is None:
+        return {}
+    return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+
+
+def test_canary_split_by_httproute_weights(
+    cluster: Cluster, operator: Operator, optional_apis: None, namespace: str
+) -> None:
+    name = f"md-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, namespace, name)
+    _ready_at(cluster, namespace, name, "1.4.0")
+    _apply(cluster, namespace, name, canary={"version": "1.5.0", "uri": "s3://m/1.5.0", "trafficPercent": 20})
+
+    def split() -> Any:
+        canary = _md(cluster, namespace, name)["status"].get("canary") or {}
+        return canary.get("splitBy") == "HTTPRoute" and canary.get("trafficPercent") == 20 and canary
+
+    wait_for(split, timeout=90, what="canary at 20% by HTTPRoute")
+    route = _route(cluster, namespace, name)
+    assert route is not None
+    assert route["spec"]["parentRefs"] == [{"group": "", "kind": "Service", "name": name, "port": 8080}]
+    assert _weights(route) == {f"{name}-stable": 80, f"{name}-canary": 20}
+    for track in ("stable", "canary"):
+        svc = cluster.get("-n", namespace, "service", f"{name}-{track}")
+        assert svc["spec"]["selector"] == {"plinth.dev/modeldeployment": name, "plinth.dev/track": track}
+
+    # Canary removed: the route and the track Services go; the shared Service stays.
+    _apply(cluster, namespace, name, canary=None)
+    wait_for(lambda: _route(cluster, namespace, name) is None, what="HTTPRoute removed")
+    wait_for(
+        lambda: cluster.kubectl("get", "-n", namespace, "service", f"{name}-canary", check=False).returncode != 0,
+        what="canary Service removed",
+    )
+    assert cluster.get("-n", namespace, "service", name)["metadata"]["name"] == name
+
+
+def test_preview_routes_through_a_gateway(cluster: Cluster, operator: Operator, optional_apis: None) -> None:
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", team)
+    try:
+        body = manifest(
+            team,
+            "gw",
+            201,
+            ingress={"domain": "preview.example.com", "gateway": {"name": "public", "namespace": "gateways"}},
+        )
+        apply(cluster, body)
+        obj = wait_condition(cluster, team, "gw", "Ready")
+        target = obj["status"]["namespace"]
+        route = _route(cluster, target, "web")
+        assert route is not None
+        assert route["spec"]["hostnames"] == ["gw-201.preview.example.com"]
+        assert route["spec"]["parentRefs"][0]["name"] == "public"
+        assert cluster.get("-n", target, "ingress")["items"] == []
+        assert obj["status"]["url"] == "https://gw-201.preview.example.com"
+    finally:
+        cluster.kubectl("delete", "previewenvironments", "--all", "-n", team, "--timeout=90s", check=False)
+        cluster.kubectl("delete", "namespace", team, "--wait=false", check=False)
+
+
+def test_monitored_model_gets_a_service_monitor(
+    cluster: Cluster, operator: Operator, optional_apis: None, namespace: str
+) -> None:
+    name = f"md-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, namespace, name, monitoring={"metricsPort": 9090, "metricsPath": "/stats"})
+    obj = _ready_at(cluster, namespace, name, "1.4.0")
+    monitored = next(c for c in obj["status"]["conditions"] if c["type"] == "Monitored")
+    assert (monitored["status"], monitored["reason"]) == ("True", "ServiceMonitor")
+    monitor = cluster.get("-n", namespace, "servicemonitor", name)
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/stats"
+    assert monitor["spec"]["selector"] == {"matchLabels": {"plinth.dev/modeldeployment": name}}
+    ports = {p["name"]: p["port"] for p in cluster.get("-n", namespace, "service", name)["spec"]["ports"]}
+    assert ports == {"http": 8080, "metrics": 9090}
+    # Monitoring switched off: the ServiceMonitor goes.
+    _apply(cluster, namespace, name, monitoring=None)
+    wait_for(
+        lambda: cluster.kubectl("get", "-n", namespace, "servicemonitor", name, check=False).returncode != 0,
+        what="ServiceMonitor removed",
+    )
