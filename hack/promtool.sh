@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Make a promtool binary available and print its absolute path on stdout (progress goes to stderr).
+# `hack/promtool.sh prometheus` does the same for the Prometheus server (the canary metric-gate test runs one).
 #
 # Why this script: the alert rules in charts/plinth/files/alerts/ are checked and unit-tested with
 # `promtool check rules` / `promtool test rules`, and CI runs on a fresh machine with no promtool installed.
@@ -14,13 +15,15 @@
 set -euo pipefail
 
 GO_VERSION="${PLINTH_PROMTOOL_GO_VERSION:-v0.316.0}"  # Go module version of github.com/prometheus/prometheus
+tool="${1:-promtool}"
+case "$tool" in promtool|prometheus) ;; *) echo "usage: $0 [promtool|prometheus]" >&2; exit 2 ;; esac
 cache="${PLINTH_CACHE_DIR:-$HOME/.cache/plinth}/promtool"
-target="$cache/bin/promtool"
+target="$cache/bin/$tool"
 
 say() { echo "promtool.sh: $*" >&2; }
 runs() { [[ -x "$1" ]] && "$1" --version >/dev/null 2>&1; }
 
-if [[ -n "${PROMTOOL:-}" ]]; then
+if [[ "$tool" == promtool && -n "${PROMTOOL:-}" ]]; then
   runs "$PROMTOOL" || { say "\$PROMTOOL=$PROMTOOL does not run"; exit 1; }
   echo "$PROMTOOL"
   exit 0
@@ -50,24 +53,24 @@ from_debian() {
   deb="$(ls "$work"/prometheus_*.deb 2>/dev/null | head -n1)"
   [[ -n "$deb" ]] || return 1
   dpkg-deb -x "$deb" "$work/root" || return 1
-  [[ -x "$work/root/usr/bin/promtool" ]] || return 1
-  mv "$work/root/usr/bin/promtool" "$work/promtool"
+  [[ -x "$work/root/usr/bin/$tool" ]] || return 1
+  mv "$work/root/usr/bin/$tool" "$work/$tool"
 }
 
 from_go_proxy() {
   command -v go >/dev/null || return 1
-  say "building promtool $GO_VERSION with go install (this takes several minutes)"
-  GOBIN="$work/gobin" GOFLAGS=-buildvcs=false go install "github.com/prometheus/prometheus/cmd/promtool@$GO_VERSION" >&2 \
+  say "building $tool $GO_VERSION with go install (this takes several minutes)"
+  GOBIN="$work/gobin" GOFLAGS=-buildvcs=false go install "github.com/prometheus/prometheus/cmd/$tool@$GO_VERSION" >&2 \
     || return 1
-  mv "$work/gobin/promtool" "$work/promtool"
+  mv "$work/gobin/$tool" "$work/$tool"
 }
 
 if ! from_debian && ! from_go_proxy; then
-  say "could not obtain promtool (tried Debian's prometheus package and go install); set PROMTOOL=/path/to/promtool"
+  say "could not obtain $tool (tried Debian's prometheus package and go install); set PROMTOOL=/path/to/promtool"
   exit 1
 fi
-runs "$work/promtool" || { say "the obtained promtool does not run"; exit 1; }
+runs "$work/$tool" || { say "the obtained $tool does not run"; exit 1; }
 # Rename is atomic: a concurrent run sees either no binary or a complete one.
-mv -f "$work/promtool" "$target"
+mv -f "$work/$tool" "$target"
 say "installed $("$target" --version 2>&1 | head -n1)"
 echo "$target"

@@ -120,8 +120,8 @@ def http_get(url: str) -> tuple[int, str]:
 class Operator:
     """A `plinth run` subprocess against the test cluster, logging to a file."""
 
-    def __init__(self, cluster: Cluster, log: Path) -> None:
-        self.cluster, self.log = cluster, log
+    def __init__(self, cluster: Cluster, log: Path, env: dict[str, str] | None = None) -> None:
+        self.cluster, self.log, self.extra_env = cluster, log, dict(env or {})
         self.start()
 
     def start(self) -> None:
@@ -129,7 +129,7 @@ class Operator:
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "plinth"), "run", "--metrics-port", str(self.port)],
-                env=self.cluster.env(),
+                env={**self.cluster.env(), **self.extra_env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,
