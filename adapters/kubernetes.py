@@ -7,6 +7,7 @@ owners); 404 on delete and "already gone" are success. Every call is counted, ti
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,9 +84,12 @@ class DynamicKubernetes:
         self._metrics = metrics
         self._field_manager = field_manager
         self._missing: dict[tuple[str, str], float] = {}  # optional kinds not served, and when that was checked
+        self._discovery = threading.RLock()
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        return self._client.resources.get(api_version=api_version, kind=kind)
+        # The client's lazy discovery cache is not thread-safe (reconciles run on executor threads): one lock.
+        with self._discovery:
+            return self._client.resources.get(api_version=api_version, kind=kind)
 
     @contextmanager
     def _call(self, operation: str) -> Iterator[None]:
@@ -140,24 +144,25 @@ class DynamicKubernetes:
         return found
 
     def has_api(self, api_version: str, kind: str) -> bool:
-        try:
-            self._client.resources.get(api_version=api_version, kind=kind)
+        with self._discovery:
+            try:
+                self._client.resources.get(api_version=api_version, kind=kind)
+                return True
+            except ResourceNotFoundError:
+                pass
+            # Not served when discovery was cached. Look again at most once a minute: a CRD may have been installed
+            # since, but rediscovery costs a request per API group.
+            now = time.monotonic()
+            if now - self._missing.get((api_version, kind), -_RECHECK_MISSING) < _RECHECK_MISSING:
+                return False
+            self._missing[(api_version, kind)] = now
+            self._client.resources.invalidate_cache()
+            try:
+                self._client.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                return False
+            self._missing.pop((api_version, kind), None)
             return True
-        except ResourceNotFoundError:
-            pass
-        # Not served when discovery was cached. Look again at most once a minute: a CRD may have been installed
-        # since, but rediscovery costs a request per API group.
-        now = time.monotonic()
-        if now - self._missing.get((api_version, kind), -_RECHECK_MISSING) < _RECHECK_MISSING:
-            return False
-        self._missing[(api_version, kind)] = now
-        self._client.resources.invalidate_cache()
-        try:
-            self._client.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            return False
-        self._missing.pop((api_version, kind), None)
-        return True
 
     def list(
         self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None
