@@ -286,7 +286,12 @@ def _reconcile_canary(
         and prev.get("phase") in ("Promoted", "RolledBack")
     )
     if canary is None or track is None or final:
-        kube.delete("apps/v1", "Deployment", canary_name, namespace=namespace)
+        # Only when there may be one: canary pods, or spec.canary just removed (the canary is in the last status).
+        had = (canary is None and bool((obj.get("status") or {}).get("canary"))) or any(
+            p["metadata"]["labels"].get(model.TRACK_LABEL) == "canary" for p in pods
+        )
+        if had:
+            kube.delete("apps/v1", "Deployment", canary_name, namespace=namespace)
         return (dict(prev) if final and prev else None), 0
     dep = kube.apply(model.deployment(obj, spec, track, telemetry))
     canary_pods = [
