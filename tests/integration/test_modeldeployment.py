@@ -235,3 +235,24 @@ def test_samples_become_ready_and_deletion_leaves_nothing(cluster: Cluster, oper
         timeout=90,
         what="every child garbage-collected",
     )
+
+
+def test_broken_image_at_create_is_never_ready(cluster: Cluster, operator: Operator, namespace: str) -> None:
+    name = f"md-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, namespace, name, runtime={"image": "registry.example/model-server:crashloop", "port": 8080})
+
+    def stalled() -> Any:
+        obj = _md(cluster, namespace, name)
+        cond = _cond(obj, "Stalled")
+        return cond and cond["status"] == "True" and obj
+
+    obj = wait_for(stalled, timeout=90, what="Stalled at create")
+    stalled_cond = _cond(obj, "Stalled") or {}
+    assert stalled_cond["reason"] == "CrashLoopBackOff"
+    assert f"Deployment {name}" in stalled_cond["message"]
+    assert (_cond(obj, "Ready") or {}).get("status") == "False"
+    assert obj["status"].get("activeVersion") is None  # nothing ever served
+    waited = cluster.kubectl(
+        "-n", namespace, "wait", "--for=condition=Ready", f"modeldeployment/{name}", "--timeout=2s", check=False
+    )
+    assert waited.returncode != 0
