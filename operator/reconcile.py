@@ -105,9 +105,10 @@ class Reconciler:
             "plinth.namespace": meta.get("namespace", ""),
             "plinth.generation": generation or 0,
         }
-        self.metrics.in_progress.labels(kind).inc()
-        try:
-            with tracer().start_as_current_span(f"reconcile {kind}", attributes=span_attrs) as span:
+        # The span covers the whole reconcile, so its log line and Events carry the trace id.
+        with tracer().start_as_current_span(f"reconcile {kind}", attributes=span_attrs) as span:
+            self.metrics.in_progress.labels(kind).inc()
+            try:
                 # Steps read the previous status (e.g. activeVersion, history): give them the freshest one.
                 outcome, result, retry = self._attempt(info, {**obj, "status": current_status}, steps)
                 span.set_attribute("plinth.result", result)
@@ -130,20 +131,25 @@ class Reconciler:
                         log.debug("object deleted meanwhile", extra={"ref": _ref(kind, meta)})
                         return Outcome()
                     self._written[uid] = {**current_status, **status}
-        finally:
-            self.metrics.in_progress.labels(kind).dec()
-        duration = time.perf_counter() - started
-        self.metrics.reconcile_total.labels(kind, result).inc()
-        self.metrics.reconcile_duration.labels(kind).observe(duration)
-        self._count_ready(uid, kind, next((c.status for c in conditions if c.type == READY), "Unknown"))
-        if lag is not None:
-            self.metrics.reconcile_lag.labels(kind).observe(lag)
-        log.info(
-            "reconciled",
-            extra={"ref": _ref(kind, meta), "generation": generation, "result": result, "duration": round(duration, 4)},
-        )
-        self._post_transitions(obj, previous, conditions)
-        self._count_denials(kind, previous, conditions)
+            finally:
+                self.metrics.in_progress.labels(kind).dec()
+            duration = time.perf_counter() - started
+            self.metrics.reconcile_total.labels(kind, result).inc()
+            self.metrics.reconcile_duration.labels(kind).observe(duration)
+            self._count_ready(uid, kind, next((c.status for c in conditions if c.type == READY), "Unknown"))
+            if lag is not None:
+                self.metrics.reconcile_lag.labels(kind).observe(lag)
+            log.info(
+                "reconciled",
+                extra={
+                    "ref": _ref(kind, meta),
+                    "generation": generation,
+                    "result": result,
+                    "duration": round(duration, 4),
+                },
+            )
+            self._post_transitions(obj, previous, conditions)
+            self._count_denials(kind, previous, conditions)
         if retry is None and outcome.requeue_after is not None:
             blocking = next((c for c in conditions if c.type == READY), None)
             retry = kopf.TemporaryError(
