@@ -29,7 +29,9 @@ main.add_command(preview)
     "--standalone/--no-standalone",
     default=True,
     show_default=True,
-    help="Run without peering (one replica); use --no-standalone with several replicas.",
+    envvar="PLINTH_STANDALONE",
+    help="Run without peering (one replica). --no-standalone (or PLINTH_STANDALONE=false): replicas peer through "
+    "the ClusterKopfPeering PLINTH_PEERING_NAME and only the oldest live one works (docs/operator.md).",
 )
 def run(namespaces: tuple[str, ...], all_namespaces: bool, metrics_port: int, standalone: bool) -> None:
     """Run the operator against the cluster of the current kubeconfig (or in-cluster credentials)."""

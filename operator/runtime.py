@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
+import time
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from plinth.adapters.kubernetes import DynamicKubernetes, load_config
 from plinth.adapters.observability import PrometheusHTTP, Telemetry
 from plinth.operator import logging as plinth_logging
@@ -20,9 +28,107 @@ log = logging.getLogger("plinth")
 MANAGED_BY_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 
 
-def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+# kopf peers through every served API of these (zalando.org is kopf's legacy group): the object must exist in each.
+PEERING_APIS = (("kopf.dev", "v1"), ("zalando.org", "v1"))
+PEERING_PLURAL = "clusterkopfpeerings"
+# kopf refreshes a keep-alive 5-10 s before it expires (at least every second): shorter lifetimes leave no margin.
+MIN_PEERING_LIFETIME_SECONDS = 5
+
+
+class PeeringError(Exception):
+    """Peering was asked for (--no-standalone) but cannot work. Start-up fails instead of kopf pausing silently."""
+
+
+def peering_identity() -> str:
+    """This replica's key in the peering object: the pod name when the chart sets POD_ID (kopf's own convention)."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+def peering_priority(settings: Settings) -> int:
+    """kopf pauses a replica while a live peer has a higher *or equal* priority, so priorities must differ. Derived
+    from the start time (microseconds, negated), the oldest live replica is the active one: a replica that starts
+    (rolling update, scale-up, restart) never pre-empts a working one, and any priority >= 0 (PLINTH_PEERING_PRIORITY,
+    e.g. a debugging operator on a laptop) pauses all deployed replicas."""
+    if settings.peering_priority is not None:
+        return settings.peering_priority
+    return -(time.time_ns() // 1000)
+
+
+def _serves_cluster_peerings(api: Any, group: str, version: str) -> bool:
+    try:
+        resources = api.get_api_resources(group, version)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return any(r.name == PEERING_PLURAL for r in resources.resources or [])
+
+
+def join_peering(api_client: Any, settings: Settings, *, identity: str, priority: int) -> list[str]:
+    """Before kopf starts: check the ClusterKopfPeering CRD, create the peering object if absent (kopf never creates
+    it, and would stay paused forever without it), and write this replica's keep-alive record, so peers starting at
+    the same moment see each other from their very first look. Returns the API versions joined."""
+    api = client.CustomObjectsApi(api_client)
+    name = settings.peering_name
+    try:
+        served = [(g, v) for g, v in PEERING_APIS if _serves_cluster_peerings(api, g, v)]
+        if not served:
+            raise PeeringError(
+                f"the ClusterKopfPeering CRD ({PEERING_PLURAL}.kopf.dev) is not installed: install it with the chart "
+                "(peering.enabled=true) or `kubectl apply -f charts/plinth/files/peering/`, or run --standalone"
+            )
+        record = {
+            "priority": priority,
+            "lifetime": settings.peering_lifetime_seconds,
+            "lastseen": datetime.now(UTC).isoformat(),
+        }
+        for group, version in served:
+            body = {
+                "apiVersion": f"{group}/{version}",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": name, "labels": dict(MANAGED_BY)},
+            }
+            try:
+                api.create_cluster_custom_object(group, version, PEERING_PLURAL, body)
+                log.info(f"peering: created ClusterKopfPeering {name!r} ({group}/{version})")
+            except ApiException as err:
+                if err.status != 409:  # 409: it exists, the normal case
+                    raise
+            api.patch_cluster_custom_object(
+                group,
+                version,
+                PEERING_PLURAL,
+                name,
+                {"status": {identity: record}},
+                _content_type="application/merge-patch+json",
+            )
+    except ApiException as err:
+        raise PeeringError(
+            f"cannot join ClusterKopfPeering {name!r}: HTTP {err.status} {err.reason}"
+            " (the operator needs get, list, watch, patch and create on clusterkopfpeerings.kopf.dev)"
+        ) from err
+    return [f"{g}/{v}" for g, v in served]
+
+
+def _peer_cluster_wide(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """kopf.run() makes a namespaced operator peer per namespace (KopfPeering objects in each); Plinth always peers
+    cluster-wide, as NamespaceQuota is cluster-scoped anyway: one object and one RBAC rule for every scope. Settings
+    changed by a startup handler apply, as peering starts only after the startup handlers."""
+    settings.peering.clusterwide = True
+
+
+def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.OperatorSettings:
     """kopf, tuned on purpose (each choice explained where it is made)."""
     s = kopf.OperatorSettings()
+    # Peering (several replicas, one active): forced on or off, never kopf's auto-detection of a "default" object,
+    # so a peering CRD installed in the cluster cannot change how a standalone operator behaves. When on, it is
+    # mandatory: without the CRD kopf would pause every watch; run_operator() checks it up front and fails clearly.
+    s.peering.standalone = standalone
+    s.peering.mandatory = not standalone
+    s.peering.clusterwide = True
+    s.peering.name = settings.peering_name
+    s.peering.lifetime = settings.peering_lifetime_seconds
+    s.peering.stealth = True  # no debug line per keep-alive (one every few seconds)
     # Our own finalizer name, so `kubectl get -o yaml` tells users who holds an object.
     s.persistence.finalizer = FINALIZER
     # Progress and diff-base in annotations under our domain: status stays ours (kstatus conditions only).
@@ -56,10 +162,27 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
     plinth_logging.configure(settings.log_level)
     if tracing.configure():
         log.info("tracing enabled (OTLP)")
+    api_client = load_config()
+    identity, priority = peering_identity(), peering_priority(settings)
+    if not standalone:
+        if settings.peering_lifetime_seconds < MIN_PEERING_LIFETIME_SECONDS:
+            log.error(f"PLINTH_PEERING_LIFETIME_SECONDS must be at least {MIN_PEERING_LIFETIME_SECONDS}")
+            return 2
+        try:
+            joined = join_peering(api_client, settings, identity=identity, priority=priority)
+        except PeeringError as err:
+            log.error(f"peering: {err}")
+            return 2
+        log.info(
+            f"peering: joined ClusterKopfPeering {settings.peering_name!r} ({', '.join(joined)}) as {identity!r},"
+            f" priority {priority}, lifetime {settings.peering_lifetime_seconds}s; standing by while an older"
+            " replica is alive"
+        )
+        kopf.on.startup(id="plinth-cluster-wide-peering")(_peer_cluster_wide)
     metrics = plinth_metrics.Metrics()
     healthy = threading.Event()
     plinth_metrics.serve(metrics, healthy, metrics_port)
-    kube = DynamicKubernetes(load_config(), metrics, FIELD_MANAGER)
+    kube = DynamicKubernetes(api_client, metrics, FIELD_MANAGER)
 
     import plinth.operator.handlers  # noqa: F401 — registers the handlers
 
@@ -75,10 +198,12 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         reconciler=Reconciler(kube, metrics, emit), healthy=healthy, settings=settings, telemetry=telemetry
     )
     kopf.run(
-        settings=kopf_settings(settings),
+        settings=kopf_settings(settings, standalone=standalone),
         standalone=standalone,
         clusterwide=not namespaces,
         namespaces=namespaces,
+        identity=cast(Any, identity),  # kopf's Identity is a NewType of str it does not export
+        priority=priority,
         memo=memo,
     )
     return 0

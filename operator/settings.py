@@ -31,6 +31,19 @@ class Settings:
     prometheus_url: str | None = None
     """Prometheus the canary metric gate queries (spec.canary.rollback.metric), e.g. http://prometheus.monitoring:9090."""
 
+    peering_name: str = "plinth"
+    """Name of the ClusterKopfPeering object replicas meet in (`plinth run --no-standalone`); replicas with different
+    names do not see each other, so every replica of one installation must use the same name."""
+
+    peering_lifetime_seconds: int = 10
+    """How long a replica's keep-alive counts: a standby takes over at most this long after the active replica died
+    without saying goodbye (SIGKILL, node loss). Must exceed the clock skew between nodes by a few seconds."""
+
+    peering_priority: int | None = None
+    """Fixed kopf peering priority. Unset, each replica derives one from its start time (older replicas win, so a
+    new replica never pre-empts a working one); set it (>= 0) only for a debugging operator that should pause the
+    deployed replicas, never to the same value on two replicas (kopf pauses both)."""
+
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
@@ -41,4 +54,7 @@ class Settings:
             log_level=env.get("PLINTH_LOG_LEVEL", cls.log_level),
             max_workers=int(env.get("PLINTH_MAX_WORKERS", cls.max_workers)),
             watch_timeout_seconds=int(env.get("PLINTH_WATCH_TIMEOUT_SECONDS", cls.watch_timeout_seconds)),
+            peering_name=env.get("PLINTH_PEERING_NAME") or cls.peering_name,
+            peering_lifetime_seconds=int(env.get("PLINTH_PEERING_LIFETIME_SECONDS", cls.peering_lifetime_seconds)),
+            peering_priority=int(env["PLINTH_PEERING_PRIORITY"]) if env.get("PLINTH_PEERING_PRIORITY") else None,
         )

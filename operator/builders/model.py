@@ -275,3 +275,53 @@ def http_route(owner: Manifest, spec: ModelDeploymentSpec, canary_percent: int) 
             ],
         },
     }
+
+
+def prometheus_rule(owner: Manifest, spec: ModelDeploymentSpec, active_version: str) -> Manifest | None:
+    """The model's SLO alerts (spec.monitoring.slo) as a PrometheusRule; None when no objective is set."""
+    slo = spec.monitoring.slo if spec.monitoring else None
+    if slo is None or (slo.error_ratio_query is None and slo.latency_query is None):
+        return None
+    meta = owner["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+
+    def fill(query: str) -> str:
+        return (
+            query.replace("{{name}}", name).replace("{{namespace}}", namespace).replace("{{version}}", active_version)
+        )
+
+    labels = {"namespace": namespace, "modeldeployment": name, "severity": "warning"}
+    rules = []
+    if slo.error_ratio_query is not None:
+        rules.append(
+            {
+                "alert": "ModelErrorRatioHigh",
+                "expr": f"({fill(slo.error_ratio_query)}) > {slo.max_error_ratio:g}",
+                "for": slo.for_,
+                "labels": labels,
+                "annotations": {
+                    "summary": f"ModelDeployment {namespace}/{name}: error ratio above {slo.max_error_ratio:g}",
+                    "description": "Failed requests of model {{ $labels.modeldeployment }}: "
+                    "{{ $value | humanizePercentage }}.",
+                },
+            }
+        )
+    if slo.latency_query is not None:
+        rules.append(
+            {
+                "alert": "ModelLatencyHigh",
+                "expr": f"({fill(slo.latency_query)}) > {slo.max_latency_seconds:g}",
+                "for": slo.for_,
+                "labels": labels,
+                "annotations": {
+                    "summary": f"ModelDeployment {namespace}/{name}: latency above {slo.max_latency_seconds:g}s",
+                    "description": "Latency of model {{ $labels.modeldeployment }}: {{ $value | humanizeDuration }}.",
+                },
+            }
+        )
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": child_metadata(owner, name, namespace, OWNER_LABEL),
+        "spec": {"groups": [{"name": f"plinth-modeldeployment-{name}", "rules": rules}]},
+    }

@@ -23,6 +23,7 @@ from plinth.operator.reconcilers import Outcome
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))
 HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 SERVICE_MONITOR = ("monitoring.coreos.com/v1", "ServiceMonitor")
+PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
 CRASH_RESTARTS = 3
 HISTORY_LIMIT = 20
 
@@ -155,13 +156,12 @@ def reconcile(
         and prev_canary.get("phase") == "Promoted"
     )
 
-    monitor = spec.monitoring is not None and kube.has_api(*SERVICE_MONITOR)
-    children = model.children(obj, spec, model.stable_track(spec, promoted), telemetry)
-    if monitor:
-        children.append(model.service_monitor(obj, spec))
+    monitoring, monitored = _monitoring(kube, obj, spec, previous.get("activeVersion") or spec.model.version)
+    children = model.children(obj, spec, model.stable_track(spec, promoted), telemetry) + monitoring
     applied = {c["kind"]: kube.apply(c) for c in children}
     wanted = set(applied)
-    optional = [*OPTIONAL_KINDS, SERVICE_MONITOR] if monitor or kube.has_api(*SERVICE_MONITOR) else OPTIONAL_KINDS
+    optional = list(OPTIONAL_KINDS)
+    optional += [api for api in (SERVICE_MONITOR, PROMETHEUS_RULE) if api[1] in wanted or kube.has_api(*api)]
     for api_version, kind in optional:
         if kind not in wanted:
             for child in kube.list(api_version, kind, namespace=namespace, label_selector=owner_selector):
@@ -217,15 +217,7 @@ def reconcile(
         "readyReplicas": stable_ready,
         "history": history,
     }
-    observations = []
-    if spec.monitoring is not None:
-        observations.append(
-            Observation("Monitored", True, "ServiceMonitor", "scraped through a ServiceMonitor")
-            if monitor
-            else Observation(
-                "Monitored", True, "ScrapeAnnotations", "prometheus.io/* annotations (no ServiceMonitor CRD installed)"
-            )
-        )
+    observations = [monitored] if monitored is not None else []
     return Outcome(
         status=status,
         observations=observations
@@ -238,6 +230,28 @@ def reconcile(
             canary=canary_state,
         ),
     )
+
+
+def _monitoring(
+    kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec, active_version: str
+) -> tuple[list[Manifest], Observation | None]:
+    """ServiceMonitor and SLO PrometheusRule where the cluster serves them (detected, never an error when absent),
+    and the Monitored condition saying which applies."""
+    if spec.monitoring is None:
+        return [], None
+    children: list[Manifest] = []
+    monitor = kube.has_api(*SERVICE_MONITOR)
+    if monitor:
+        children.append(model.service_monitor(obj, spec))
+    how = "scraped through a ServiceMonitor" if monitor else "prometheus.io/* annotations (no ServiceMonitor CRD)"
+    rule = model.prometheus_rule(obj, spec, active_version)
+    if rule is not None and kube.has_api(*PROMETHEUS_RULE):
+        children.append(rule)
+        how += f"; SLO alerts in PrometheusRule {obj['metadata']['name']}"
+    elif rule is not None:
+        how += "; SLO alerts not created: the cluster serves no PrometheusRule"
+    reason = "ServiceMonitor" if monitor else "ScrapeAnnotations"
+    return children, Observation("Monitored", True, reason, how)
 
 
 def _route_traffic(

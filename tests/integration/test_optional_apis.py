@@ -49,6 +49,7 @@ def optional_crds() -> list[Path]:
     return [
         *(gateway / f"gateway.networking.k8s.io_{n}.yaml" for n in names),
         monitoring / "monitoring.coreos.com_servicemonitors.yaml",
+        monitoring / "monitoring.coreos.com_prometheusrules.yaml",
     ]
 
 
@@ -147,19 +148,28 @@ def test_monitored_model_gets_a_service_monitor(
     cluster: Cluster, operator: Operator, optional_apis: None, namespace: str
 ) -> None:
     name = f"md-{uuid.uuid4().hex[:6]}"
-    _apply(cluster, namespace, name, monitoring={"metricsPort": 9090, "metricsPath": "/stats"})
+    slo = {
+        "errorRatioQuery": 'sum(rate(errors{namespace="{{namespace}}",version="{{version}}"}[5m]))',
+        "maxErrorRatio": 0.02,
+    }
+    _apply(cluster, namespace, name, monitoring={"metricsPort": 9090, "metricsPath": "/stats", "slo": slo})
     obj = _ready_at(cluster, namespace, name, "1.4.0")
     monitored = next(c for c in obj["status"]["conditions"] if c["type"] == "Monitored")
     assert (monitored["status"], monitored["reason"]) == ("True", "ServiceMonitor")
+    assert f"SLO alerts in PrometheusRule {name}" in monitored["message"]
+    rule = cluster.get("-n", namespace, "prometheusrule", name)["spec"]["groups"][0]["rules"][0]
+    assert rule["alert"] == "ModelErrorRatioHigh"
+    assert rule["expr"] == f'(sum(rate(errors{{namespace="{namespace}",version="1.4.0"}}[5m]))) > 0.02'
     monitor = cluster.get("-n", namespace, "servicemonitor", name)
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["path"] == "/stats"
     assert monitor["spec"]["selector"] == {"matchLabels": {"plinth.dev/modeldeployment": name}}
     ports = {p["name"]: p["port"] for p in cluster.get("-n", namespace, "service", name)["spec"]["ports"]}
     assert ports == {"http": 8080, "metrics": 9090}
-    # Monitoring switched off: the ServiceMonitor goes.
+    # Monitoring switched off: the ServiceMonitor and the PrometheusRule go.
     _apply(cluster, namespace, name, monitoring=None)
-    wait_for(
-        lambda: cluster.kubectl("get", "-n", namespace, "servicemonitor", name, check=False).returncode != 0,
-        what="ServiceMonitor removed",
-    )
+    for kind in ("servicemonitor", "prometheusrule"):
+        wait_for(
+            lambda kind=kind: cluster.kubectl("get", "-n", namespace, kind, name, check=False).returncode != 0,
+            what=f"{kind} removed",
+        )

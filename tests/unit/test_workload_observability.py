@@ -131,3 +131,24 @@ def test_a_held_gate_blocks_promotion_and_a_failed_one_rolls_back() -> None:
     assert passed["phase"] == "Promoted"
     failed = next_canary(healthy, GATED, ready=1, want=1, failed=False, now=later, gate=GateVerdict(True, False, "bad"))
     assert (failed["phase"], failed["message"]) == ("RolledBack", "bad")
+
+
+def test_slo_alerts_become_a_prometheus_rule_for_the_active_version() -> None:
+    slo = {
+        "errorRatioQuery": 'err{ns="{{namespace}}",md="{{name}}",v="{{version}}"}',
+        "maxErrorRatio": 0.02,
+        "latencyQuery": 'p99{ns="{{namespace}}"}',
+        "maxLatencySeconds": 0.5,
+        "for": "10m",
+    }
+    rule = model.prometheus_rule(OWNER, md_spec(monitoring={"slo": slo}), "1.0.0")
+    assert rule is not None
+    (group,) = rule["spec"]["groups"]
+    error, latency = group["rules"]
+    assert error["alert"] == "ModelErrorRatioHigh"
+    assert error["expr"] == '(err{ns="ml",md="scorer",v="1.0.0"}) > 0.02'
+    assert error["for"] == "10m"
+    assert error["labels"] == {"namespace": "ml", "modeldeployment": "scorer", "severity": "warning"}
+    assert latency["expr"] == '(p99{ns="ml"}) > 0.5'
+    assert model.prometheus_rule(OWNER, md_spec(monitoring={}), "1.0.0") is None
+    assert model.prometheus_rule(OWNER, md_spec(), "1.0.0") is None

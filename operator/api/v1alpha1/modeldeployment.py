@@ -304,12 +304,41 @@ class Canary(ApiModel):
     )
 
 
+class ServiceLevelObjective(ApiModel):
+    """Alerts on the model's own service level, as a PrometheusRule (when the Prometheus Operator is installed)."""
+
+    error_ratio_query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description=(
+            "PromQL for the share of failed requests (0 to 1); {{name}}, {{namespace}} and {{version}} are "
+            'substituted (version: the active one), e.g. sum(rate(http_requests_total{namespace="{{namespace}}",'
+            'code=~"5.."}[5m])) / sum(rate(http_requests_total{namespace="{{namespace}}"}[5m])).'
+        ),
+    )
+    max_error_ratio: float = Field(default=0.01, ge=0, le=1, description="Alert when the error ratio is above this.")
+    latency_query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="PromQL for a latency in seconds (e.g. a p99 from histogram_quantile); placeholders as above.",
+    )
+    max_latency_seconds: float = Field(default=1.0, ge=0.001, description="Alert when the latency is above this.")
+    for_: Duration = Field(
+        default="5m", alias="for", description="How long the objective must be missed before the alert fires."
+    )
+
+
 class Monitoring(ApiModel):
     """Where Prometheus scrapes the model server's metrics."""
 
     metrics_port: Port | None = Field(default=None, description="Port serving metrics. Defaults to runtime.port.")
     metrics_path: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^/\S*$")] = Field(
         default="/metrics", description="HTTP path serving metrics in the Prometheus text format."
+    )
+    slo: ServiceLevelObjective | None = Field(
+        default=None,
+        description=(
+            "Error-ratio and latency alerts for this model, created as a PrometheusRule when the cluster serves "
+            "monitoring.coreos.com/v1 PrometheusRule."
+        ),
     )
 
 
