@@ -135,7 +135,7 @@ def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.Operat
     s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="plinth.dev")
     s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="plinth.dev", key="last-handled-spec")
     # Bound concurrency: each worker may hold a thread in the sync handlers' executor.
-    s.batching.worker_limit = settings.max_workers
+    s.queueing.worker_limit = settings.max_workers
     s.execution.max_workers = settings.max_workers
     # Server-side watch timeouts: watches are re-opened regularly, so a silently dead connection cannot stall us.
     s.watching.server_timeout = settings.watch_timeout_seconds

@@ -114,6 +114,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "argocd": {"healthChecks": {"enabled": True}},
     },
     "ha": {
+        "replicaCount": 2,
+        "peering": {"enabled": True},
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
         "priorityClassName": "system-cluster-critical",
         "topologySpreadConstraints": [
@@ -134,8 +136,10 @@ def test_values_are_validated(helm: Path, tmp_path: Path) -> None:
     assert "/replicaCount" in template_error(helm, tmp_path, {"replicaCount": "one"})
     assert "/image/digest" in template_error(helm, tmp_path, {"image": {"digest": "latest"}})
     assert "/watchNamespaces/0" in template_error(helm, tmp_path, {"watchNamespaces": ["Not_A_Name"]})
-    # Two replicas would both reconcile every object: refused until leader election exists.
-    assert "needs leader election" in template_error(helm, tmp_path, {"replicaCount": 2})
+    # Two replicas without peering would both reconcile every object: refused.
+    assert "needs peering.enabled=true" in template_error(helm, tmp_path, {"replicaCount": 2})
+    assert "/peering/lifetimeSeconds" in template_error(helm, tmp_path, {"peering": {"lifetimeSeconds": 2}})
+    assert "/peering/name" in template_error(helm, tmp_path, {"peering": {"name": "Not A Name"}})
 
 
 def test_defaults(helm: Path, tmp_path: Path) -> None:
@@ -253,6 +257,75 @@ def test_crds_match_the_generated_ones(helm: Path, tmp_path: Path) -> None:
     unkept = by_kind(template(helm, tmp_path, {"crds": {"keep": False}}), "CustomResourceDefinition")
     assert len(unkept) == 3 and all("annotations" not in c["metadata"] for c in unkept)
     assert not by_kind(template(helm, tmp_path, VALUE_SETS["crds-disabled"]), "CustomResourceDefinition")
+
+
+def _kopf_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        rule
+        for role in by_kind(objects, "ClusterRole") + by_kind(objects, "Role")
+        for rule in role["rules"]
+        if "kopf.dev" in rule["apiGroups"]
+    ]
+
+
+def test_peering_is_off_by_default(helm: Path, tmp_path: Path) -> None:
+    """Standalone: no peering CRD, no peering permissions, no --no-standalone, Recreate."""
+    objects = template(helm, tmp_path)
+    assert "--no-standalone" not in operator_container(objects)["args"]
+    assert not [c for c in by_kind(objects, "CustomResourceDefinition") if c["spec"]["group"] == "kopf.dev"]
+    assert not _kopf_rules(objects)
+    assert one(objects, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_peering(helm: Path, tmp_path: Path) -> None:
+    objects = template(helm, tmp_path, VALUE_SETS["ha"])
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    # A new replica starts as a standby and the stopping one hands over: roll without a gap.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    container = operator_container(objects)
+    assert container["args"] == ["run", "--metrics-port=8080", "--all-namespaces", "--no-standalone"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env["PLINTH_PEERING_NAME"] == "plinth"  # the release's full name
+    assert env["PLINTH_PEERING_LIFETIME_SECONDS"] == "10"
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # kopf's CRD, as shipped in files/peering (labels and the keep annotation added).
+    crd = one(objects, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
+    shipped = yaml.safe_load((CHART / "files" / "peering" / "clusterkopfpeerings.kopf.dev.yaml").read_text())
+    assert _strip_meta(crd) == _strip_meta(shipped)
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    # Exactly what kopf peering and the operator's start-up need, in the cluster-wide role.
+    assert _kopf_rules(objects) == [
+        {
+            "apiGroups": ["kopf.dev"],
+            "resources": ["clusterkopfpeerings"],
+            "verbs": ["get", "list", "watch", "patch", "create"],
+        }
+    ]
+    assert _kopf_rules([one(objects, "ClusterRole", "plinth")]) == _kopf_rules(objects)
+
+    # Namespaced scope peers cluster-wide too; a given name and lifetime; the CRD left to someone else.
+    values = {
+        "peering": {"enabled": True, "name": "plinth-eu", "lifetimeSeconds": 15, "installCRD": False},
+        "watchNamespaces": ["team-a"],
+        "crds": {"keep": False},
+    }
+    objects = template(helm, tmp_path, values, release="payments")
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    assert env["PLINTH_PEERING_NAME"] == "plinth-eu" and env["PLINTH_PEERING_LIFETIME_SECONDS"] == "15"
+    assert operator_container(objects)["args"][-2:] == ["--namespace=team-a", "--no-standalone"]
+    assert not [c for c in by_kind(objects, "CustomResourceDefinition") if c["spec"]["group"] == "kopf.dev"]
+    assert len(_kopf_rules(objects)) == 1
+    objects = template(helm, tmp_path, {"peering": {"enabled": True}, "crds": {"keep": False}}, release="payments")
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    assert env["PLINTH_PEERING_NAME"] == "payments-plinth"  # two releases never pause each other
+    crd = one(objects, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
+    assert "annotations" not in crd["metadata"]
 
 
 def test_high_availability_settings(helm: Path, tmp_path: Path) -> None:
@@ -862,6 +935,76 @@ def test_namespaced_scope_runs_with_rolebindings_only(cluster: Cluster, helm: Pa
         scoped.uninstall()
         cluster.kubectl("delete", "namespace", watched, "--wait=false", check=False)
     _assert_no_forbidden(log)
+
+
+def _peering_replica(as_sa: Cluster, release: Release, log: Path, pod: str) -> subprocess.Popen[str]:
+    """The operator as the chart runs it with peering.enabled: its args and env (POD_ID as the fieldRef would set
+    it), on a free metrics port, with the chart's ServiceAccount token."""
+    from tests.conftest import free_port, http_get
+
+    container = operator_container(release.objects)
+    port = free_port()
+    args = [f"--metrics-port={port}" if a.startswith("--metrics-port") else a for a in container["args"]]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "plinth"), *args],
+            env={**as_sa.env(), **env, "POD_ID": pod},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    wait_for(lambda: proc.poll() is not None or http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200)
+    assert proc.poll() is None, log.read_text()[-3000:]
+    return proc
+
+
+@pytest.mark.cluster
+def test_peering_runs_with_the_chart_rbac(cluster: Cluster, release: Release, helm: Path, tmp_path: Path) -> None:
+    """peering.enabled grants exactly one rule more than the defaults, and it is enough: two replicas running with
+    the chart's token peer (one works, the other stands by) and the standby takes over when the first is killed."""
+    ha = Release(cluster, helm, tmp_path, {"peering": {"enabled": True}, "replicaCount": 2})
+    ha.install()
+    peering = {e["name"]: e.get("value") for e in operator_container(ha.objects)["env"]}["PLINTH_PEERING_NAME"]
+    procs: list[subprocess.Popen[str]] = []
+    logs = [tmp_path / "replica-0.log", tmp_path / "replica-1.log"]
+
+    def working(log: Path) -> bool:
+        _assert_no_forbidden(log)
+        return "Resuming operations" in log.read_text()
+
+    def peers() -> set[str]:
+        found = cluster.kubectl("get", "clusterkopfpeering", peering, "-o", "json", check=False)
+        return set(json.loads(found.stdout).get("status") or {}) if found.returncode == 0 else set()
+
+    try:
+        added = sorted(set(_can_i(cluster, ha.subject, "default")) - set(_can_i(cluster, release.subject, "default")))
+        assert len(added) == 1 and added[0].startswith("clusterkopfpeerings.kopf.dev "), added
+        assert added[0].endswith("[create get list patch watch]"), added
+        assert not set(_can_i(cluster, release.subject, "default")) - set(_can_i(cluster, ha.subject, "default"))
+
+        as_sa = Cluster(ha.kubeconfig(tmp_path / "sa.kubeconfig"))
+        pods = [f"{ha.deployment}-0", f"{ha.deployment}-1"]
+        procs.append(_peering_replica(as_sa, ha, logs[0], pods[0]))
+        wait_for(lambda: working(logs[0]), what="first replica working")
+        procs.append(_peering_replica(as_sa, ha, logs[1], pods[1]))
+        wait_for(lambda: peers() == set(pods), what="both replicas' keep-alives, by pod name")
+        assert not working(logs[1])
+        procs[0].kill()
+        procs[0].wait()
+        wait_for(lambda: working(logs[1]), timeout=30, what="standby taking over")
+        wait_for(lambda: peers() == {pods[1]}, what="the killed replica's keep-alive removed")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+        ha.uninstall()
+        cluster.kubectl("delete", "clusterkopfpeering", peering, "--ignore-not-found", check=False)
+        # Other tests assume no peering CRD (test_ha installs its own).
+        cluster.kubectl("delete", "crd", "clusterkopfpeerings.kopf.dev", "--ignore-not-found", check=False)
+    for log in logs:
+        _assert_no_forbidden(log)
 
 
 # -- RBAC snapshot ----------------------------------------------------------------------------------------------------

@@ -92,3 +92,8 @@ Argo CD's health-check key for a Lua file in files/argocd: modeldeployment.lua (
 {{- $base := base . | trimSuffix ".lua" | trimPrefix "plinth.dev_" | lower }}
 {{- required (printf "files/argocd/%s: not a Plinth kind (expected one of %s)" (base .) (keys $kinds | sortAlpha | join ", ")) (get $kinds $base) }}
 {{- end }}
+
+{{/* The ClusterKopfPeering object the replicas meet in (peering.enabled): peering.name, else the full name. */}}
+{{- define "plinth.peeringName" -}}
+{{- default (include "plinth.fullname" .) .Values.peering.name }}
+{{- end }}
