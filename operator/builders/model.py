@@ -118,7 +118,8 @@ def deployment(
         container["volumeMounts"] = mounts
     if spec.resources is not None:
         container["resources"] = spec.resources.model_dump(by_alias=True, exclude_none=True)
-    pod_spec: dict[str, Any] = {"containers": [container]}
+    # A model server has no business with the Kubernetes API: no service account token in its pods.
+    pod_spec: dict[str, Any] = {"automountServiceAccountToken": False, "containers": [container]}
     if volumes:
         pod_spec["volumes"] = volumes
     body: dict[str, Any] = {

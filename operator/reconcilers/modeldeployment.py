@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.adapters.observability import NO_TELEMETRY, MetricsQuery, QueryError, Telemetry
+from plinth.adapters.secrets import KubernetesSecrets
 from plinth.operator.api.v1alpha1 import Canary, ModelDeploymentSpec, format_time, parse_duration
 from plinth.operator.builders import model
 from plinth.operator.conditions import RECONCILING, STALLED, Observation
+from plinth.operator.errors import Waiting
 from plinth.operator.reconcilers import Outcome
 
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))
@@ -144,9 +146,22 @@ def metric_gate(canary: Canary, obj: Manifest, prometheus: MetricsQuery | None) 
 def reconcile(
     kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec, *, telemetry: Telemetry = NO_TELEMETRY
 ) -> Outcome:
+    try:
+        return _reconcile(kube, obj, spec, telemetry)
+    except NamespaceTerminating as err:
+        raise Waiting("NamespaceTerminating", str(err), 5) from err
+
+
+def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec, telemetry: Telemetry) -> Outcome:
     meta = obj["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     previous = obj.get("status") or {}
+    storage = spec.storage.secret_ref if spec.storage else None
+    if storage is not None and KubernetesSecrets(kube).read(namespace, storage.name) is None:
+        # Pods would hang in ContainerCreating (FailedMount) without saying why: name the Secret instead.
+        raise Waiting(
+            "SecretNotFound", f"Secret {namespace}/{storage.name} (spec.storage.secretRef) does not exist", 15
+        )
     owner_selector = f"{model.OWNER_LABEL}={name}"
     prev_canary = previous.get("canary") if spec.canary else None
     promoted = (

@@ -187,6 +187,8 @@ def _resolve_secret_sources(secrets: Secrets, obj: Manifest, spec: PreviewEnviro
         namespace = source.namespace or home
         secret = secrets.read(namespace, source.name)
         if namespace != home and (secret is None or not opted_in(secret, home)):
+            # An opt-in withdrawn: the copy made under it goes too.
+            _remove_copy(secrets, obj, entry.secret_name, f"{namespace}/{source.name}")
             # A missing Secret elsewhere is refused the same way: its existence is not ours to reveal.
             raise Stalled(
                 "SecretCopyRefused",
@@ -197,6 +199,14 @@ def _resolve_secret_sources(secrets: Secrets, obj: Manifest, spec: PreviewEnviro
             raise Waiting("SecretNotFound", f"Secret {namespace}/{source.name} to copy does not exist", 15)
         found[entry.secret_name] = secret
     return found
+
+
+def _remove_copy(secrets: Secrets, obj: Manifest, name: str, source: str) -> None:
+    """Delete the copy of *source* in this preview's namespace (only a copy Plinth made from that source)."""
+    copy = secrets.read(preview.namespace_name(obj), name)
+    ours = copy is not None and copy.labels.get(preview.OWNER_LABEL) == obj["metadata"]["name"]
+    if ours and copy is not None and copy.annotations.get(preview.COPIED_FROM_ANNOTATION) == source:
+        secrets.delete(preview.namespace_name(obj), name)
 
 
 def _check_team(kube: KubernetesObjects, home: str, team: str) -> None:
@@ -291,7 +301,11 @@ def _write_secrets(
                 "type": source.type,
                 "data": dict(source.data),
             }
-            secrets.write(preview.copied_secret(obj, name, src))
+            copy = preview.copied_secret(obj, name, src)
+            current = secrets.read(target, name)
+            if current is not None and current.type != copy["type"]:
+                secrets.delete(target, name)  # a Secret's type is immutable: the source was recreated with another
+            secrets.write(copy)
         elif entry.generate is not None:
             existing = secrets.read(target, name)
             data = dict(existing.data) if existing is not None else {}
