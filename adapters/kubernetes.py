@@ -25,6 +25,9 @@ Manifest = dict[str, Any]
 _T = TypeVar("_T")
 ADAPTER = "kubernetes"
 _RECHECK_MISSING = 60.0
+# (connect, read) seconds: a request to an API server that accepts and never answers must not hold a reconcile (and
+# its object's lock) forever.
+REQUEST_TIMEOUT = (10, 60)
 
 
 class Conflict(Exception):  # noqa: N818 — mirrors the HTTP status
@@ -79,16 +82,33 @@ class DynamicKubernetes:
     def __init__(self, api_client: client.ApiClient, metrics: Metrics, field_manager: str) -> None:
         # A discovery cache of this process only: the client's default file in the temp dir is shared by every
         # process on the host and would hide CRDs installed or removed since another process wrote it.
-        cache = Path(tempfile.mkdtemp(prefix="plinth-discovery-")) / "discovery.json"
-        self._client = DynamicClient(api_client, cache_file=str(cache))
+        self._api_client = api_client
+        self._client = self._new_client()
         self._metrics = metrics
         self._field_manager = field_manager
         self._missing: dict[tuple[str, str], float] = {}  # optional kinds not served, and when that was checked
         self._discovery = threading.RLock()
 
-    def _resource(self, api_version: str, kind: str) -> Any:
-        # The client's lazy discovery cache is not thread-safe (reconciles run on executor threads): one lock.
+    def _new_client(self) -> DynamicClient:
+        cache = Path(tempfile.mkdtemp(prefix="plinth-discovery-")) / "discovery.json"
+        return DynamicClient(self._api_client, cache_file=str(cache))
+
+    @contextmanager
+    def _discovering(self) -> Iterator[None]:
+        """Discovery under one lock (the client's lazy cache is not thread-safe; reconciles run on executor
+        threads). A discovery that fails midway (e.g. the API server is down) can leave that cache broken for good,
+        so any failure other than "no such kind" starts over with a fresh client."""
         with self._discovery:
+            try:
+                yield
+            except ResourceNotFoundError:
+                raise
+            except Exception:
+                self._client = self._new_client()
+                raise
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        with self._discovering():
             return self._client.resources.get(api_version=api_version, kind=kind)
 
     @contextmanager
@@ -121,6 +141,7 @@ class DynamicKubernetes:
                     namespace=meta.get("namespace"),
                     field_manager=self._field_manager,
                     force_conflicts=True,
+                    _request_timeout=REQUEST_TIMEOUT,
                 ),
             )
         except (DynamicApiError, ApiException) as err:
@@ -135,7 +156,9 @@ class DynamicKubernetes:
     def get(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> Manifest | None:
         resource = self._resource(api_version, kind)
         try:
-            result = self._run("get", lambda: resource.get(name=name, namespace=namespace))
+            result = self._run(
+                "get", lambda: resource.get(name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT)
+            )
         except (NotFoundError, ApiException) as err:
             if getattr(err, "status", None) == 404:
                 return None
@@ -144,7 +167,7 @@ class DynamicKubernetes:
         return found
 
     def has_api(self, api_version: str, kind: str) -> bool:
-        with self._discovery:
+        with self._discovering():
             try:
                 self._client.resources.get(api_version=api_version, kind=kind)
                 return True
@@ -168,14 +191,19 @@ class DynamicKubernetes:
         self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None
     ) -> list[Manifest]:
         resource = self._resource(api_version, kind)
-        result = self._run("list", lambda: resource.get(namespace=namespace, label_selector=label_selector))
+        result = self._run(
+            "list",
+            lambda: resource.get(namespace=namespace, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT),
+        )
         items: list[Manifest] = result.to_dict()["items"]
         return items
 
     def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> bool:
         resource = self._resource(api_version, kind)
         try:
-            self._run("delete", lambda: resource.delete(name=name, namespace=namespace))
+            self._run(
+                "delete", lambda: resource.delete(name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT)
+            )
         except (NotFoundError, ApiException) as err:
             if getattr(err, "status", None) == 404:
                 return False
@@ -196,6 +224,7 @@ class DynamicKubernetes:
                     namespace=namespace,
                     content_type="application/merge-patch+json",
                     field_manager=self._field_manager,
+                    _request_timeout=REQUEST_TIMEOUT,
                 ),
             )
         except (NotFoundError, ApiException) as err:

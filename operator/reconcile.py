@@ -125,9 +125,7 @@ class Reconciler:
                 if lag is not None:
                     status["lastReconcileLagSeconds"] = round(lag, 3)
                 if status != {k: current_status.get(k) for k in status}:
-                    if not self.kube.patch_status(
-                        API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace")
-                    ):
+                    if not self._write_status(kind, meta, status):
                         log.debug("object deleted meanwhile", extra={"ref": _ref(kind, meta)})
                         return Outcome()
                     self._written[uid] = {**current_status, **status}
@@ -161,6 +159,15 @@ class Reconciler:
         if retry is not None:
             raise retry
         return outcome
+
+    def _write_status(self, kind: str, meta: Manifest, status: dict[str, Any]) -> bool:
+        """Patch the status; False when the object is gone. A failed write (API server unreachable, refused) is
+        retried like any failure rather than escaping the error ladder."""
+        try:
+            return self.kube.patch_status(API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace"))
+        except Exception as err:
+            log.exception("status write failed", extra={"ref": _ref(kind, meta)})
+            raise kopf.TemporaryError(f"status write failed: {type(err).__name__}", delay=15) from err
 
     def _count_denials(self, kind: str, previous: list[Condition], current: list[Condition]) -> None:
         """A policy refusal counts once, when it starts (not on every resync while it lasts)."""

@@ -56,7 +56,7 @@ type nodeSimulator struct {
 }
 
 func newNodeSimulator(server string, certs *pki, opts upOptions, logPath string) (*nodeSimulator, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) // up removes it at start
 	if err != nil {
 		return nil, err
 	}
@@ -262,13 +262,13 @@ func (s *nodeSimulator) reassertReady(ctx context.Context, name string) error {
 	now := metav1.Now()
 	changed := false
 	for i, c := range node.Status.Conditions {
-		want := corev1.ConditionFalse
+		want, reason := corev1.ConditionFalse, "KubeletHasNoPressure"
 		if c.Type == corev1.NodeReady {
-			want = corev1.ConditionTrue
+			want, reason = corev1.ConditionTrue, "KubeletReady"
 		}
 		if c.Status != want {
 			node.Status.Conditions[i].Status, node.Status.Conditions[i].LastTransitionTime = want, now
-			node.Status.Conditions[i].Reason, node.Status.Conditions[i].Message = "KubeletReady", "simulated by localkube"
+			node.Status.Conditions[i].Reason, node.Status.Conditions[i].Message = reason, "simulated by localkube"
 			changed = true
 		}
 		node.Status.Conditions[i].LastHeartbeatTime = now

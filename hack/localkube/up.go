@@ -9,8 +9,8 @@ package main
 // API outage drills (tests/integration/test_faults.py, hack/chaos): SIGUSR1 stops kube-apiserver, then etcd;
 // SIGUSR2 starts etcd again on the same data and kube-apiserver on the same port, PKI and flags. Clients see
 // connection refused for as long as the API is stopped, then the same cluster back, as after a control-plane
-// restart; controller-manager, scheduler and the nodes keep running. state.json's "api" field says "stopped" or
-// "running" once each transition is complete (and the restarted apiserver answers /readyz).
+// restart; controller-manager, scheduler and the node simulator keep running meanwhile and are restarted after the
+// API (see below). state.json's "api" field says "stopped" or "running" once each transition is complete.
 
 import (
 	"context"
@@ -170,7 +170,7 @@ func up(ctx context.Context, opts upOptions) (err error) {
 		"--kubeconfig=" + kubeconfig, "--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1", "--v=" + v,
 	}
-	cm, err := startChild(exe, "kube-controller-manager", logDir, false, append(common,
+	cmArgs := append(append([]string{}, common...),
 		"--secure-port="+strconv.Itoa(ports["controller-manager"]),
 		"--service-account-private-key-file="+certs.saKey,
 		"--root-ca-file="+certs.caCert,
@@ -180,28 +180,40 @@ func up(ctx context.Context, opts upOptions) (err error) {
 		"--kube-api-qps=200", "--kube-api-burst=400",
 		"--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
 		"--concurrent-namespace-syncs=10", "--concurrent-gc-syncs=40",
-	)...)
+	)
+	cm, err := startChild(exe, "kube-controller-manager", logDir, false, cmArgs...)
 	if err != nil {
 		return err
 	}
 	children = append(children, cm)
-	sched, err := startChild(exe, "kube-scheduler", logDir, false, append(common,
-		"--secure-port="+strconv.Itoa(ports["scheduler"]))...)
+	schedArgs := append(append([]string{}, common...), "--secure-port="+strconv.Itoa(ports["scheduler"]))
+	sched, err := startChild(exe, "kube-scheduler", logDir, false, schedArgs...)
 	if err != nil {
 		return err
 	}
 	children = append(children, sched)
 
-	sim, err := newNodeSimulator(server, certs, opts, filepath.Join(logDir, "nodesim.log"))
-	if err != nil {
-		return err
+	simLog := filepath.Join(logDir, "nodesim.log")
+	_ = os.Remove(simLog)
+	var sim *nodeSimulator
+	var simErr chan error
+	cancelSim := func() {}
+	defer func() { cancelSim() }()
+	startSim := func() error {
+		if sim, err = newNodeSimulator(server, certs, opts, simLog); err != nil {
+			return err
+		}
+		simErr = make(chan error, 1)
+		var simCtx context.Context
+		simCtx, cancelSim = context.WithCancel(ctx)
+		go func(s *nodeSimulator) { simErr <- s.Run(simCtx) }(sim)
+		if err := sim.WaitRegistered(ctx, time.Minute); err != nil {
+			return fmt.Errorf("node simulator: %w", err)
+		}
+		return nil
 	}
-	simErr := make(chan error, 1)
-	simCtx, cancelSim := context.WithCancel(ctx)
-	defer cancelSim()
-	go func() { simErr <- sim.Run(simCtx) }()
-	if err := sim.WaitRegistered(ctx, time.Minute); err != nil {
-		return fmt.Errorf("node simulator: %w", err)
+	if err := startSim(); err != nil {
+		return err
 	}
 
 	st := state{
@@ -239,7 +251,8 @@ func up(ctx context.Context, opts upOptions) (err error) {
 			case sig == syscall.SIGUSR1 && st.API == "running":
 				fmt.Println("localkube: stopping kube-apiserver and etcd (outage drill)")
 				apiExit, etcdErr = nil, nil
-				stopChildren(children[:1])
+				// It stops listening at once on SIGTERM, but may linger draining watches: do not wait for that.
+				stopChildrenWithin(children[:1], 2*time.Second)
 				etcd.Close()
 				etcd = nil
 				st.API = "stopped"
@@ -257,8 +270,26 @@ func up(ctx context.Context, opts upOptions) (err error) {
 					return fmt.Errorf("restarted kube-apiserver did not become ready: %w", err)
 				}
 				apiExit, etcdErr = firstExit(children[:1]), etcd.Err()
+				// The other components restart too, as after a control-plane restart (with leader election on, they
+				// exit once they cannot renew their lease): client-go's reconnect back-off (up to 30 s, jittered)
+				// would otherwise keep their caches stale for a minute, and the drill would measure that.
+				stopChildrenWithin(children[1:], 2*time.Second)
+				cancelSim()
+				<-simErr
+				if children[1], err = startChild(exe, "kube-controller-manager", logDir, true, cmArgs...); err != nil {
+					return err
+				}
+				if children[2], err = startChild(exe, "kube-scheduler", logDir, true, schedArgs...); err != nil {
+					return err
+				}
+				others = firstExit(children[1:])
+				if err := startSim(); err != nil {
+					return err
+				}
 				st.API = "running"
-				st.Children[apiserver.name] = apiserver.cmd.Process.Pid
+				for _, c := range children {
+					st.Children[c.name] = c.cmd.Process.Pid
+				}
 			default:
 				continue // already in the state asked for
 			}
@@ -348,14 +379,16 @@ func firstExit(children []*child) <-chan error {
 }
 
 // stopChildren stops components in reverse start order: SIGTERM, then SIGKILL after a grace period.
-func stopChildren(children []*child) {
+func stopChildren(children []*child) { stopChildrenWithin(children, 10*time.Second) }
+
+func stopChildrenWithin(children []*child, grace time.Duration) {
 	for i := len(children) - 1; i >= 0; i-- {
 		c := children[i]
 		_ = c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-c.done:
 			c.done <- err // keep it for firstExit and a later stop (a drill may stop a child twice)
-		case <-time.After(10 * time.Second):
+		case <-time.After(grace):
 			_ = c.cmd.Process.Kill()
 			err := <-c.done
 			c.done <- err

@@ -292,16 +292,18 @@ def prometheus_rule(owner: Manifest, spec: ModelDeploymentSpec, active_version: 
         )
 
     labels = {"namespace": namespace, "modeldeployment": name, "severity": "warning"}
+    max_errors = 0.01 if slo.max_error_ratio is None else slo.max_error_ratio
+    max_latency = 1.0 if slo.max_latency_seconds is None else slo.max_latency_seconds
     rules = []
     if slo.error_ratio_query is not None:
         rules.append(
             {
                 "alert": "ModelErrorRatioHigh",
-                "expr": f"({fill(slo.error_ratio_query)}) > {slo.max_error_ratio:g}",
+                "expr": f"({fill(slo.error_ratio_query)}) > {max_errors:g}",
                 "for": slo.for_,
                 "labels": labels,
                 "annotations": {
-                    "summary": f"ModelDeployment {namespace}/{name}: error ratio above {slo.max_error_ratio:g}",
+                    "summary": f"ModelDeployment {namespace}/{name}: error ratio above {max_errors:g}",
                     "description": "Failed requests of model {{ $labels.modeldeployment }}: "
                     "{{ $value | humanizePercentage }}.",
                 },
@@ -311,11 +313,11 @@ def prometheus_rule(owner: Manifest, spec: ModelDeploymentSpec, active_version: 
         rules.append(
             {
                 "alert": "ModelLatencyHigh",
-                "expr": f"({fill(slo.latency_query)}) > {slo.max_latency_seconds:g}",
+                "expr": f"({fill(slo.latency_query)}) > {max_latency:g}",
                 "for": slo.for_,
                 "labels": labels,
                 "annotations": {
-                    "summary": f"ModelDeployment {namespace}/{name}: latency above {slo.max_latency_seconds:g}s",
+                    "summary": f"ModelDeployment {namespace}/{name}: latency above {max_latency:g}s",
                     "description": "Latency of model {{ $labels.modeldeployment }}: {{ $value | humanizeDuration }}.",
                 },
             }

@@ -27,3 +27,12 @@ def stamp_events(resource: tuple[str, str, str]) -> None:
     @kopf.on.event(*resource, id=f"received-{resource[2]}")
     async def received(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.received(body["metadata"]["uid"], body["metadata"].get("resourceVersion"))
+
+
+def not_ready(body: kopf.Body, **_: Any) -> bool:
+    """Not Ready for its current generation. A reconcile triggered by a child's event is not retried when it fails
+    (e.g. the API server was down); a short timer on such objects picks them up again."""
+    status = body.get("status") or {}
+    generation = body.get("metadata", {}).get("generation")
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return not (ready.get("status") == "True" and ready.get("observedGeneration") == generation)

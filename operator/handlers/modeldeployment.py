@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import model
-from plinth.operator.handlers.common import reconcile_quietly, stamp_events
+from plinth.operator.handlers.common import not_ready, reconcile_quietly, stamp_events
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import modeldeployment
 
@@ -63,3 +63,10 @@ def child_changed(type: str, labels: kopf.Labels, namespace: str | None, memo: k
     index: kopf.Index[str, dict[str, Any]] = kwargs["modeldeployments"]
     for obj in index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ()):
         reconcile_quietly(memo, INFO, obj, steps(memo))
+
+
+@kopf.timer(*RESOURCE, interval=15, idle=10, when=not_ready)
+def retry_not_ready(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Objects not Ready at their generation are looked at again every 15 s (a failed event-driven reconcile is not
+    retried by kopf)."""
+    reconcile_quietly(memo, INFO, dict(body), steps(memo))

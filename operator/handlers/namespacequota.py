@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import quota
-from plinth.operator.handlers.common import reconcile_quietly, stamp_events
+from plinth.operator.handlers.common import not_ready, reconcile_quietly, stamp_events
 from plinth.operator.reconcilers import namespacequota
 
 INFO = kind_info("NamespaceQuota")
@@ -68,3 +68,10 @@ def _reconcile_all(memo: kopf.Memo, index: kopf.Index[str, dict[str, Any]]) -> N
 
 def _run_quietly(memo: kopf.Memo, obj: dict[str, Any]) -> None:
     reconcile_quietly(memo, INFO, obj, namespacequota.reconcile)
+
+
+@kopf.timer(*RESOURCE, interval=15, idle=10, when=not_ready)
+def retry_not_ready(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Objects not Ready at their generation are looked at again every 15 s (a failed event-driven reconcile is not
+    retried by kopf)."""
+    reconcile_quietly(memo, INFO, dict(body), namespacequota.reconcile)

@@ -53,8 +53,14 @@ def _find(schema: Mapping[str, Any], path: str) -> Mapping[str, Any]:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(path.read_text())
+    """The manifest (for an update step, two documents: the stored object, then the refused update — the last)."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    doc: dict[str, Any] = docs[-1]
     return doc
+
+
+def _is_update_step(path: Path) -> bool:
+    return len([d for d in yaml.safe_load_all(path.read_text()) if d]) > 1
 
 
 def _expectation(path: Path) -> str:
@@ -343,7 +349,8 @@ def test_invalid_manifests_cover_the_contract() -> None:
     assert kinds == {info.kind for info in KINDS}
 
 
-@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
+# Update steps are refused by transition rules (oldSelf), which only the API server can judge.
+@pytest.mark.parametrize("path", [p for p in INVALID if not _is_update_step(p)], ids=lambda p: p.name)
 def test_invalid_manifest_is_rejected_by_the_model(path: Path) -> None:
     """The pydantic models mirror the schema: whatever the API server rejects in spec, the operator rejects too."""
     doc = _load(path)

@@ -315,12 +315,16 @@ class ServiceLevelObjective(ApiModel):
             'code=~"5.."}[5m])) / sum(rate(http_requests_total{namespace="{{namespace}}"}[5m])).'
         ),
     )
-    max_error_ratio: float = Field(default=0.01, ge=0, le=1, description="Alert when the error ratio is above this.")
+    max_error_ratio: float | None = Field(
+        default=None, ge=0, le=1, description="Alert when the error ratio is above this (default 0.01)."
+    )
     latency_query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
         default=None,
         description="PromQL for a latency in seconds (e.g. a p99 from histogram_quantile); placeholders as above.",
     )
-    max_latency_seconds: float = Field(default=1.0, ge=0.001, description="Alert when the latency is above this.")
+    max_latency_seconds: float | None = Field(
+        default=None, ge=0.001, description="Alert when the latency is above this, in seconds (default 1)."
+    )
     for_: Duration = Field(
         default="5m", alias="for", description="How long the objective must be missed before the alert fires."
     )
