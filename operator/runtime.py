@@ -134,8 +134,9 @@ def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.Operat
     # Progress and diff-base in annotations under our domain: status stays ours (kstatus conditions only).
     s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="plinth.dev")
     s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="plinth.dev", key="last-handled-spec")
-    # Bound concurrency: each worker may hold a thread in the sync handlers' executor.
-    s.queueing.worker_limit = settings.max_workers
+    # Bound concurrency through the executor's threads only. kopf's worker_limit must stay unlimited: a per-object
+    # worker waits for every indexed object while holding its slot, so with more objects of a kind than slots a
+    # restarted operator would reconcile nothing (measured: 0 reconciles in 300 s over 200 objects).
     s.execution.max_workers = settings.max_workers
     # Server-side watch timeouts: watches are re-opened regularly, so a silently dead connection cannot stall us.
     s.watching.server_timeout = settings.watch_timeout_seconds

@@ -248,23 +248,23 @@ class Informer:
                     if err.status == 410:
                         break  # too old: list again
                     raise
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     await asyncio.sleep(0.5)
 
     async def synced(self) -> None:
         await self._synced.wait()
 
-    async def wait(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
+    async def wait(self, condition: Callable[[], bool], limit: float, what: str) -> float:
         """Wait until *condition* holds (re-checked on every event); returns the monotonic time it first held."""
         await self.synced()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         while not condition():
             if self._task is not None and self._task.done():
                 self._task.result()  # the watch died: raise its error
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+                raise TimeoutError(f"timed out after {limit:.0f}s waiting for {what}")
             self._changed.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 5))
         return time.monotonic()

@@ -138,7 +138,7 @@ def summarize(values: Iterable[float]) -> dict[str, float | int | None]:
 
 
 def verdict(value: float | None, target: float) -> str:
-    """"met" / "missed" against an upper bound; "n/a" when there is no measurement."""
+    """ "met" / "missed" against an upper bound; "n/a" when there is no measurement."""
     if value is None:
         return "n/a"
     return "met" if value <= target else "missed"
@@ -146,11 +146,8 @@ def verdict(value: float | None, target: float) -> str:
 
 def fmt(value: Any, digits: int = 2, unit: str = "") -> str:
     if value is None:
-        return "–"
-    if isinstance(value, float):
-        text = f"{value:.{digits}f}"
-    else:
-        text = str(value)
+        return "-"
+    text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
     return f"{text}{unit}"
 
 

@@ -29,7 +29,7 @@ from plinth.operator.builders import preview, quota
 from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
 from plinth.operator.errors import ReconcileError, Stalled, Waiting
 from plinth.operator.reconcilers import Outcome
-from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time
+from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time, rollout
 from plinth.operator.reconcilers.namespacequota import owner_of, select_namespaces
 
 # Opt-in of a Secret in another namespace: a comma-separated list of namespaces allowed to copy it.
@@ -389,7 +389,8 @@ def _observe(
             crashing.append(svc.name)
         elif (refusal := quota_failure(deployments[svc.name])) is not None and ready < want:
             quota_refusals.append(f"{svc.name}: {refusal}")
-        elif ready < want or (dep_status.get("updatedReplicas") or 0) < want:
+        elif not rollout(deployments[svc.name], want)[0]:
+            # Not before the Deployment controller has seen this template and rolled it out on every replica.
             waiting.append(f"{svc.name} {ready}/{want} ready")
     status["services"] = services_status
     models_waiting = [
