@@ -14,6 +14,7 @@ Argo CD health scripts read it as in progress.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -122,9 +123,19 @@ def compute(obj: Mapping[str, Any]) -> str:
 
 
 def plinth_objects(cluster: SupportsGet) -> list[dict[str, Any]]:
-    """Every object of every Plinth kind in every namespace, through the `plinth` category."""
-    items: list[dict[str, Any]] = cluster.get("plinth", "--all-namespaces")["items"]
-    return items
+    """Every object of every Plinth kind in every namespace, through the `plinth` category.
+
+    Right after a test re-applies the CRDs (the chart tests do), the API server republishes discovery and kubectl can
+    briefly not resolve the category; that is asked again for up to 15 s rather than reported as a violation."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            items: list[dict[str, Any]] = cluster.get("plinth", "--all-namespaces")["items"]
+            return items
+        except AssertionError as err:
+            if "doesn't have a resource type" not in str(err) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def cluster_violations(cluster: SupportsGet, *, kstatus_truthful: bool = True) -> list[str]:
