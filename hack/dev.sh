@@ -27,6 +27,11 @@ $kubectl label namespace plinth-samples plinth.dev/team=shop --overwrite >/dev/n
 # locally, so the Ingress gets no address; the preview's URL is still computed and shown).
 $kubectl -n plinth-samples create secret generic shop-db --from-literal=url=postgres://shop@db/shop \
   --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
+# ... and what the ModelDeployment samples refer to: model-store credentials and a feature-store token.
+$kubectl -n plinth-samples create secret generic s3-credentials --from-literal=AWS_ACCESS_KEY_ID=sample \
+  --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
+$kubectl -n plinth-samples create secret generic feature-store --from-literal=token=sample \
+  --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
 $kubectl apply -f - >/dev/null <<'YAML'
 apiVersion: networking.k8s.io/v1
 kind: IngressClass

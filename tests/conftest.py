@@ -83,6 +83,13 @@ def install_crds(cluster: Cluster) -> None:
     )
 
 
+def create_sample_secrets(cluster: Cluster, namespace: str) -> None:
+    """The Secrets the samples in crds/samples refer to (model-store credentials, a feature-store token), as a user
+    creates them before applying the samples; a ModelDeployment waits (SecretNotFound) without them."""
+    for name, key in (("s3-credentials", "AWS_ACCESS_KEY_ID"), ("feature-store", "token")):
+        cluster.kubectl("-n", namespace, "create", "secret", "generic", name, f"--from-literal={key}=sample")
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     configured = os.environ.get("PLINTH_TEST_KUBECONFIG")

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests import kstatus
-from tests.conftest import Cluster, Operator, wait_for
+from tests.conftest import Cluster, Operator, create_sample_secrets, wait_for
 from tests.unit.test_argocd_health import EXPECTED, SNAPSHOTS, argocd_health
 
 pytestmark = pytest.mark.cluster
@@ -340,6 +340,7 @@ def test_gitops_sync_is_idempotent_and_the_operator_owns_no_spec_field(
     folder = tmp_path / "gitops"
     folder.mkdir()
     refs = _write_folder(folder, namespace, token, cluster)
+    create_sample_secrets(cluster, namespace)
     apply = ("apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-f", str(folder))
     try:
         cluster.kubectl(*apply)

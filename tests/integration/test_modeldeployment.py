@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Cluster, Operator, wait_for
+from tests.conftest import Cluster, Operator, create_sample_secrets, wait_for
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -219,6 +219,7 @@ def test_canary_never_ready_is_rolled_back(cluster: Cluster, operator: Operator,
 def test_samples_become_ready_and_deletion_leaves_nothing(cluster: Cluster, operator: Operator, namespace: str) -> None:
     samples = sorted((ROOT / "crds" / "samples").glob("modeldeployment-*.yaml"))
     assert samples
+    create_sample_secrets(cluster, namespace)
     for path in samples:
         cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", str(path))
     names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in samples]
