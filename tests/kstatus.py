@@ -14,11 +14,12 @@ Argo CD health scripts read it as in progress.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from plinth.operator.conditions import NEGATIVE_POLARITY, READY, RECONCILING, STALLED
+
+from tests.conftest import wait_for
 
 # metav1.Condition's own validation of reason; Plinth's reasons are CamelCase constants.
 REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
@@ -127,15 +128,17 @@ def plinth_objects(cluster: SupportsGet) -> list[dict[str, Any]]:
 
     Right after a test re-applies the CRDs (the chart tests do), the API server republishes discovery and kubectl can
     briefly not resolve the category; that is asked again for up to 15 s rather than reported as a violation."""
-    deadline = time.monotonic() + 15
-    while True:
+
+    def attempt() -> tuple[list[dict[str, Any]]] | None:
         try:
-            items: list[dict[str, Any]] = cluster.get("plinth", "--all-namespaces")["items"]
-            return items
+            return (cluster.get("plinth", "--all-namespaces")["items"],)  # a tuple: an empty list is an answer too
         except AssertionError as err:
-            if "doesn't have a resource type" not in str(err) or time.monotonic() > deadline:
+            if "doesn't have a resource type" not in str(err):
                 raise
-        time.sleep(0.5)
+            return None
+
+    found: tuple[list[dict[str, Any]]] = wait_for(attempt, timeout=15, interval=0.5, what="the plinth category")
+    return found[0]
 
 
 def cluster_violations(cluster: SupportsGet, *, kstatus_truthful: bool = True) -> list[str]:
