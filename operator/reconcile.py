@@ -94,6 +94,10 @@ class Reconciler:
             # briefly revert the children. The newer generation's own reconcile is the one that counts.
             log.debug("skipping a stale body", extra={"ref": _ref(kind, meta), "generation": generation})
             return Outcome()
+        if seen is None and is_ready(info.status_model.model_validate(obj.get("status") or {}).conditions, generation):
+            # Ready for this generation before this process first saw it (a restart, a new leader): its lag was
+            # recorded then; recording it again would rewrite every status on every restart.
+            seen = self._generations[uid] = (generation or 0, time.monotonic(), True)
         if seen is None or seen[0] != (generation or 0):
             seen = self._generations[uid] = (generation or 0, time.monotonic(), False)
         current_status = self._written.get(uid) or obj.get("status") or {}

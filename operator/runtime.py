@@ -186,6 +186,7 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
     kube = DynamicKubernetes(api_client, metrics, FIELD_MANAGER)
 
     import plinth.operator.handlers  # noqa: F401 — registers the handlers
+    from plinth.operator.handlers.common import ChildDigests
 
     def emit(obj: dict[str, object], type_: str, reason: str, message: str) -> None:
         kopf.event(obj, type=type_, reason=reason, message=message)  # type: ignore[arg-type]
@@ -196,7 +197,11 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         prometheus=PrometheusHTTP(settings.prometheus_url, metrics) if settings.prometheus_url else None,
     )
     memo = kopf.Memo(
-        reconciler=Reconciler(kube, metrics, emit), healthy=healthy, settings=settings, telemetry=telemetry
+        reconciler=Reconciler(kube, metrics, emit),
+        children=ChildDigests(),
+        healthy=healthy,
+        settings=settings,
+        telemetry=telemetry,
     )
     kopf.run(
         settings=kopf_settings(settings, standalone=standalone),

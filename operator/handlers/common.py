@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Hashable
 from typing import Any
 
 import kopf
@@ -36,3 +38,51 @@ def not_ready(body: kopf.Body, **_: Any) -> bool:
     generation = body.get("metadata", {}).get("generation")
     ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     return not (ready.get("status") == "True" and ready.get("observedGeneration") == generation)
+
+
+def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:
+    """What an owner's status can depend on in a child's state. Events that leave it unchanged (a Pod scheduled, its
+    container started, the quota controller counting usage) need no reconcile of the owner: most child events."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    kind = body.get("kind")
+    if kind == "Pod":  # crash loops only: readiness reaches the owner through its Deployment's counts
+        signals = []
+        for cs in status.get("containerStatuses") or []:
+            restarts = cs.get("restartCount") or 0
+            crashing = ((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+            if restarts or crashing:
+                signals.append((str(cs.get("name")), restarts, crashing))
+        return tuple(sorted(signals))
+    if kind == "ResourceQuota":  # the quota gate reads the limits, not the usage
+        return tuple(sorted(((body.get("spec") or {}).get("hard") or {}).items()))
+    conditions = tuple(
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
+        for c in status.get("conditions") or []
+    )
+    counts = tuple(
+        status.get(k)
+        for k in ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas", "availableReplicas")
+    )
+    return meta.get("generation"), bool(meta.get("deletionTimestamp")), counts, conditions
+
+
+class ChildDigests:
+    """The last ``status_digest`` seen per child (and per handler watching it), so a child event reconciles its owner
+    only when something the owner reports has changed. A child never seen counts as changed, except a Pod with no
+    restarts (its Deployment's events cover it)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], Hashable] = {}
+        self._guard = threading.Lock()
+
+    def changed(self, handler: str, event_type: str, body: kopf.Body | dict[str, Any]) -> bool:
+        key = (handler, body["metadata"]["uid"])
+        digest = status_digest(body)
+        healthy_pod = () if body.get("kind") == "Pod" else None
+        with self._guard:
+            if event_type == "DELETED":
+                before = self._seen.pop(key, healthy_pod)
+                return healthy_pod is None or before != healthy_pod
+            before = self._seen.get(key, healthy_pod)
+            self._seen[key] = digest
+        return before is None or before != digest

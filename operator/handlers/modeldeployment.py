@@ -56,9 +56,11 @@ def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event("apps", "v1", "deployments", labels={model.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={model.OWNER_LABEL: kopf.PRESENT})
-def child_changed(type: str, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+def child_changed(
+    type: str, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **kwargs: Any
+) -> None:
     """Rollout progress, readiness and crash loops show up on the children first: re-evaluate the owner."""
-    if not type:
+    if not type or not memo.children.changed("modeldeployment", type, body):
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["modeldeployments"]
     for obj in index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ()):

@@ -20,8 +20,9 @@ from plinth.operator.api.v1alpha1 import Canary, ModelDeploymentSpec, format_tim
 from plinth.operator.builders import model
 from plinth.operator.conditions import RECONCILING, STALLED, Observation
 from plinth.operator.errors import Waiting
-from plinth.operator.reconcilers import Outcome
+from plinth.operator.reconcilers import ChildKey, Outcome, child_key, owned_children
 
+OWN_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))
 HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 SERVICE_MONITOR = ("monitoring.coreos.com/v1", "ServiceMonitor")
@@ -173,26 +174,27 @@ def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec
 
     monitoring, monitored = _monitoring(kube, obj, spec, previous.get("activeVersion") or spec.model.version)
     children = model.children(obj, spec, model.stable_track(spec, promoted), telemetry) + monitoring
-    applied = {c["kind"]: kube.apply(c) for c in children}
-    wanted = set(applied)
     optional = list(OPTIONAL_KINDS)
-    optional += [api for api in (SERVICE_MONITOR, PROMETHEUS_RULE) if api[1] in wanted or kube.has_api(*api)]
-    for api_version, kind in optional:
-        if kind not in wanted:
-            for child in kube.list(api_version, kind, namespace=namespace, label_selector=owner_selector):
-                kube.delete(api_version, kind, child["metadata"]["name"], namespace=namespace)
+    monitored_kinds = {c["kind"] for c in monitoring}
+    optional += [api for api in (SERVICE_MONITOR, PROMETHEUS_RULE) if api[1] in monitored_kinds or kube.has_api(*api)]
+    live = owned_children(kube, [*OWN_KINDS, *optional], namespace, owner_selector)
+    applied = {c["kind"]: kube.apply(c, live=live.get(child_key(c))) for c in children}
+    for (kind, child_name), child in live.items():
+        if kind not in applied and any(kind == k for _, k in optional):
+            kube.delete(child["apiVersion"], kind, child_name, namespace=namespace)
     pods = kube.list("v1", "Pod", namespace=namespace, label_selector=owner_selector)
     stable_pods = [p for p in pods if p["metadata"]["labels"].get(model.TRACK_LABEL) == "stable"]
     deployment = applied["Deployment"]
     dep_status = deployment.get("status") or {}
 
     canary_state, canary_ready = _reconcile_canary(
-        kube, obj, spec, prev=prev_canary, stable_status=dep_status, pods=pods, telemetry=telemetry
+        kube, obj, spec, prev=prev_canary, stable_status=dep_status, pods=pods, telemetry=telemetry, live=live
     )
     if canary_state is not None and canary_state["phase"] == "Promoted" and not promoted:
         # Promote now: the stable track rolls to the canary version (maxUnavailable 0 keeps serving meanwhile).
         promoted = True
-        deployment = kube.apply(model.deployment(obj, spec, model.stable_track(spec, promoted=True), telemetry))
+        stable_manifest = model.deployment(obj, spec, model.stable_track(spec, promoted=True), telemetry)
+        deployment = kube.apply(stable_manifest, live=live.get(child_key(stable_manifest)))
         dep_status = deployment.get("status") or {}
     stable = model.stable_track(spec, promoted)
     done, progress = rollout(deployment, stable.replicas)
@@ -214,7 +216,7 @@ def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec
         ][:HISTORY_LIMIT]
     running_canary = canary_state is not None and canary_state["phase"] in ("Progressing", "Healthy")
     stable_ready = dep_status.get("readyReplicas") or 0
-    routed = _route_traffic(kube, obj, spec, running=running_canary, canary_ready=canary_ready)
+    routed = _route_traffic(kube, obj, spec, running=running_canary, canary_ready=canary_ready, live=live)
     if canary_state is not None:
         if routed:
             canary_state["trafficPercent"] = spec.canary.traffic_percent if spec.canary and canary_ready else 0
@@ -270,7 +272,13 @@ def _monitoring(
 
 
 def _route_traffic(
-    kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec, *, running: bool, canary_ready: int
+    kube: KubernetesObjects,
+    obj: Manifest,
+    spec: ModelDeploymentSpec,
+    *,
+    running: bool,
+    canary_ready: int,
+    live: dict[ChildKey, Manifest],
 ) -> bool:
     """With Gateway API installed, a running canary gets exactly spec.canary.trafficPercent through an HTTPRoute
     (weight 0 until a canary pod is Ready, so no request meets an empty backend); without a running canary the
@@ -281,7 +289,8 @@ def _route_traffic(
     namespace = obj["metadata"]["namespace"]
     if running and spec.canary is not None:
         for track in ("stable", "canary"):
-            kube.apply(model.track_service(obj, spec, track))
+            service = model.track_service(obj, spec, track)
+            kube.apply(service, live=live.get(child_key(service)))
         kube.apply(model.http_route(obj, spec, spec.canary.traffic_percent if canary_ready else 0))
         return True
     owner = f"{model.OWNER_LABEL}={obj['metadata']['name']}"
@@ -301,6 +310,7 @@ def _reconcile_canary(
     stable_status: dict[str, Any],
     pods: list[Manifest],
     telemetry: Telemetry,
+    live: dict[ChildKey, Manifest],
 ) -> tuple[dict[str, Any] | None, int]:
     """Run, judge and retire the canary Deployment; returns the canary status and its ready replicas."""
     namespace = obj["metadata"]["namespace"]
@@ -322,7 +332,8 @@ def _reconcile_canary(
         if had:
             kube.delete("apps/v1", "Deployment", canary_name, namespace=namespace)
         return (dict(prev) if final and prev else None), 0
-    dep = kube.apply(model.deployment(obj, spec, track, telemetry))
+    canary_manifest = model.deployment(obj, spec, track, telemetry)
+    dep = kube.apply(canary_manifest, live=live.get(child_key(canary_manifest)))
     canary_pods = [
         p
         for p in pods

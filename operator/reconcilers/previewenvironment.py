@@ -28,7 +28,7 @@ from plinth.operator.api.v1alpha1 import (
 from plinth.operator.builders import preview, quota
 from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
 from plinth.operator.errors import ReconcileError, Stalled, Waiting
-from plinth.operator.reconcilers import Outcome
+from plinth.operator.reconcilers import ChildKey, Outcome, child_key, owned_children
 from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time, rollout
 from plinth.operator.reconcilers.namespacequota import owner_of, select_namespaces
 
@@ -128,10 +128,10 @@ def _reconcile(
         defaults.limit if defaults else None,
         sleeping=status["sleeping"],
     )
-    kube.apply(preview.namespace(obj, spec, request))
+    kube.apply(preview.namespace(obj, spec, request), live=current_ns)
 
-    workloads = kube.list("apps/v1", "Deployment", namespace=target, label_selector=_owned(obj))
-    if claim is not None and not workloads:
+    live = owned_children(kube, _pruned_kinds(spec), target, _owned(obj))
+    if claim is not None and not any(kind == "Deployment" for kind, _ in live):
         blocked = _quota_gate(kube, target, claim, request)
         if blocked is not None:
             return Outcome(
@@ -145,8 +145,8 @@ def _reconcile(
 
     sleeping = bool(status["sleeping"])
     desired = _children(obj, spec, sleeping, telemetry)
-    applied = [kube.apply(child) for child in desired]
-    _prune(kube, obj, spec, desired)
+    applied = [kube.apply(child, live=live.get(child_key(child))) for child in desired]
+    _prune(kube, target, live, desired)
 
     status["url"] = next(iter(preview.urls(obj, spec).values()), None)
     return _observe(kube, obj, spec, status, applied)
@@ -335,16 +335,18 @@ def _owned(obj: Manifest) -> str:
     return f"{preview.OWNER_LABEL}={obj['metadata']['name']}"
 
 
-def _prune(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec, desired: list[Manifest]) -> None:
-    target = preview.namespace_name(obj)
-    wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
+def _pruned_kinds(spec: PreviewEnvironmentSpec) -> list[tuple[str, str]]:
     kinds = list(PRUNED_KINDS)
     if spec.ingress is not None and spec.ingress.gateway is not None:
         kinds.append(HTTP_ROUTE)
-    for api_version, kind in kinds:
-        for child in kube.list(api_version, kind, namespace=target, label_selector=_owned(obj)):
-            if (kind, child["metadata"]["name"]) not in wanted:
-                kube.delete(api_version, kind, child["metadata"]["name"], namespace=target)
+    return kinds
+
+
+def _prune(kube: KubernetesObjects, target: str, live: dict[ChildKey, Manifest], desired: list[Manifest]) -> None:
+    """Delete the children the spec no longer names."""
+    for (kind, name), child in live.items():
+        if (kind, name) not in {child_key(c) for c in desired}:
+            kube.delete(child["apiVersion"], kind, name, namespace=target)
 
 
 # -- observation ----------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ class StatusRecorder:
     def __init__(self) -> None:
         self.patches: list[dict[str, Any]] = []
 
-    def apply(self, manifest: Manifest) -> Manifest:
+    def apply(self, manifest: Manifest, *, live: Manifest | None = None) -> Manifest:
         return manifest
 
     def get(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> Manifest | None:
