@@ -83,50 +83,65 @@ def applied_hash(manifest: Manifest) -> str:
 
 
 def with_applied_hash(manifest: Manifest) -> Manifest:
+    """*manifest* stamped with its applied hash. Never a Secret: a digest of its values would let anyone who can read
+    annotations test guesses of them (``secrets.KubernetesSecrets.write`` compares values directly instead)."""
+    if manifest.get("kind") == "Secret":
+        return manifest
     meta = manifest["metadata"]
     annotations = {**(meta.get("annotations") or {}), APPLIED_HASH_ANNOTATION: applied_hash(manifest)}
     return {**manifest, "metadata": {**meta, "annotations": annotations}}
 
 
 def up_to_date(manifest: Manifest, live: Manifest | None, field_manager: str) -> bool:
-    """Whether applying *manifest* could not change *live*: it carries the same applied hash, and no other field
-    manager has since taken a field the manifest sets (``kubectl scale``/``edit``/``patch`` of a field Plinth owns
-    moves that field to the editor in managedFields: that is drift, and the apply takes it back). Fields others added
-    beside ours (a user's label, the controllers' status) are no reason to apply."""
+    """Whether applying *manifest* could not change *live*: it carries the same applied hash and *field_manager*
+    still owns every field the manifest sets. Drift moves ownership: ``kubectl scale``/``edit``/``patch`` of such a
+    field makes the editor its owner, and removing one drops it from our set; then the apply takes it back. Fields
+    others added beside ours (a user's label, the controllers' status) are no reason to apply."""
     if live is None or live.get("metadata", {}).get("deletionTimestamp"):
         return False
     meta = live.get("metadata") or {}
     if (meta.get("annotations") or {}).get(APPLIED_HASH_ANNOTATION) != applied_hash(manifest):
         return False
-    for entry in meta.get("managedFields") or []:
-        if entry.get("manager") == field_manager or entry.get("subresource") == "status":
-            continue
-        if _sets_any(entry.get("fieldsV1") or {}, manifest):
-            return False
+    ours = [
+        e.get("fieldsV1") or {}
+        for e in meta.get("managedFields") or []
+        if e.get("manager") == field_manager and e.get("operation") == "Apply" and not e.get("subresource")
+    ]
+    if len(ours) != 1:
+        return False
+    desired = {k: v for k, v in with_applied_hash(manifest).items() if k not in ("apiVersion", "kind")}
+    desired["metadata"] = {k: v for k, v in desired["metadata"].items() if k not in ("name", "namespace")}
+    return _owns_all(ours[0], desired)
+
+
+def _owns_all(fields: dict[str, Any], value: Any) -> bool:
+    """Whether a managedFields ``fieldsV1`` tree names every field *value* sets: ``f:`` map keys, list items by their
+    ``k:`` key fields (keys the API server defaulted, such as a port's protocol, may be absent from *value*) or ``v:``
+    set values. An empty tree is a field owned as a whole (an atomic struct or list). Null and empty values are
+    skipped: managedFields need not record them."""
+    if not fields:
+        return True
+    if isinstance(value, dict):
+        return all(
+            f"f:{key}" in fields and _owns_all(fields[f"f:{key}"], item)
+            for key, item in value.items()
+            if item not in (None, [], {})
+        )
+    if isinstance(value, list):
+        return all((sub := _list_entry(fields, item)) is not None and _owns_all(sub, item) for item in value)
     return True
 
 
-def _sets_any(fields: dict[str, Any], value: Any) -> bool:
-    """Whether a managedFields ``fieldsV1`` tree names any leaf that *value* also sets (``f:`` map keys, ``k:`` list
-    items by key fields, ``v:`` set values). ``.`` (the map or item itself) does not count: a user's label owns
-    ``f:labels/.`` too."""
+def _list_entry(fields: dict[str, Any], item: Any) -> dict[str, Any] | None:
     for key, sub in fields.items():
-        if key.startswith("f:"):
-            if isinstance(value, dict) and key[2:] in value and (not sub or _sets_any(sub, value[key[2:]])):
-                return True
-        elif key.startswith("k:"):
-            if not isinstance(value, list):
-                continue
+        if key.startswith("v:") and json.loads(key[2:]) == item:
+            return dict(sub)
+        if key.startswith("k:") and isinstance(item, dict):
             match = json.loads(key[2:])
-            item = next((i for i in value if isinstance(i, dict) and match.items() <= i.items()), None)
-            if item is not None and (not sub or _sets_any(sub, item)):
-                return True
-        elif key.startswith("v:"):
-            if isinstance(value, list) and json.loads(key[2:]) in value:
-                return True
-        elif key.startswith("i:") and isinstance(value, list):
-            return True  # an index into an atomic list: any shared ownership of it is a conflict
-    return False
+            shared = [k for k in match if k in item]
+            if shared and all(item[k] == match[k] for k in shared):
+                return dict(sub)
+    return None
 
 
 def load_config() -> client.ApiClient:

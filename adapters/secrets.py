@@ -36,7 +36,9 @@ class Secrets(Protocol):
 
     def read(self, namespace: str, name: str) -> StoredSecret | None: ...
 
-    def write(self, manifest: Manifest) -> None: ...
+    def write(self, manifest: Manifest, *, current: StoredSecret | None = None) -> None:
+        """Apply *manifest*; nothing is sent when *current* (the Secret as just read) already holds it."""
+        ...
 
     def delete(self, namespace: str, name: str) -> bool: ...
 
@@ -61,11 +63,22 @@ class KubernetesSecrets:
             data=dict(found.get("data") or {}),
         )
 
-    def write(self, manifest: Manifest) -> None:
-        self._kube.apply(manifest)
+    def write(self, manifest: Manifest, *, current: StoredSecret | None = None) -> None:
+        if current is None or not _holds(current, manifest):
+            self._kube.apply(manifest)
 
     def delete(self, namespace: str, name: str) -> bool:
         return self._kube.delete("v1", "Secret", name, namespace=namespace)
+
+
+def _holds(current: StoredSecret, manifest: Manifest) -> bool:
+    meta = manifest["metadata"]
+    return (
+        current.type == (manifest.get("type") or "Opaque")
+        and dict(current.data) == (manifest.get("data") or {})
+        and (meta.get("labels") or {}).items() <= current.labels.items()
+        and (meta.get("annotations") or {}).items() <= current.annotations.items()
+    )
 
 
 def random_value(length: int) -> str:

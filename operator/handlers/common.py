@@ -63,7 +63,9 @@ def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:
         status.get(k)
         for k in ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas", "availableReplicas")
     )
-    return meta.get("generation"), bool(meta.get("deletionTimestamp")), counts, conditions
+    # Labels and annotations: metadata drift (a removed owner label) has no generation to show it.
+    metadata = tuple(sorted((meta.get("labels") or {}).items())), tuple(sorted((meta.get("annotations") or {}).items()))
+    return meta.get("generation"), bool(meta.get("deletionTimestamp")), counts, conditions, metadata
 
 
 class ChildDigests:

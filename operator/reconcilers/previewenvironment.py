@@ -305,7 +305,8 @@ def _write_secrets(
             current = secrets.read(target, name)
             if current is not None and current.type != copy["type"]:
                 secrets.delete(target, name)  # a Secret's type is immutable: the source was recreated with another
-            secrets.write(copy)
+                current = None
+            secrets.write(copy, current=current)
         elif entry.generate is not None:
             existing = secrets.read(target, name)
             data = dict(existing.data) if existing is not None else {}
