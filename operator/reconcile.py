@@ -3,10 +3,15 @@ record metrics, a span and log lines. Errors follow the ladder in ``errors.py`` 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import kopf
@@ -56,6 +61,8 @@ class Reconciler:
         self._ready: dict[str, tuple[str, str]] = {}
         # Per object: (resourceVersion, when kopf handed us its latest event), behind plinth_queue_lag_seconds.
         self._received: dict[str, tuple[str | None, float]] = {}
+        # Owners with a child-triggered reconcile queued and not started yet: it will read every child as it is then.
+        self._queued: set[str] = set()
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._locks_guard:
@@ -75,8 +82,36 @@ class Reconciler:
         """Note when kopf handed us an event of an object (called on the event loop, before any executor wait)."""
         self._received[uid] = (resource_version, time.monotonic())
 
-    def run(self, info: KindInfo, obj: Manifest, steps: Steps) -> Outcome:
-        """Reconcile *obj* (a plain dict of the whole object) with *steps*; raises kopf errors for retries."""
+    async def run_soon(self, info: KindInfo, obj: Manifest, steps: Steps, executor: Executor) -> None:
+        """A child of *obj* changed: reconcile *obj* on *executor*, unless a reconcile of it is already queued and has
+        not started: that one reads the children after this change anyway. A rollout's burst of Deployment events
+        then costs one reconcile, not one each, and no executor thread waits on the owner's lock meanwhile.
+
+        Failures are recorded in the status; the owner's own handlers, the next child event or its timers retry, so
+        no retry signal reaches the unrelated child's handler."""
+        uid = obj["metadata"]["uid"]
+        if uid in self._queued:
+            return
+        self._queued.add(uid)
+        run = functools.partial(self.run_quietly, info, obj, steps, started=lambda: self._queued.discard(uid))
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, contextvars.copy_context().run, run)
+        except BaseException:
+            self._queued.discard(uid)  # cancelled before it started (a started one has already unmarked itself)
+            raise
+
+    def run_quietly(
+        self, info: KindInfo, obj: Manifest, steps: Steps, *, started: Callable[[], None] | None = None
+    ) -> None:
+        """``run`` outside the object's own handlers (a child, a namespace or a timer): a failure is recorded in the
+        status and retried by the object's own handlers, the next event or its timers, so the retry signal is not
+        propagated to an unrelated handler."""
+        with contextlib.suppress(kopf.PermanentError, kopf.TemporaryError):
+            self.run(info, obj, steps, started=started)
+
+    def run(self, info: KindInfo, obj: Manifest, steps: Steps, *, started: Callable[[], None] | None = None) -> Outcome:
+        """Reconcile *obj* (a plain dict of the whole object) with *steps*; raises kopf errors for retries.
+        *started* is called once the object's lock is held, before anything is read."""
         meta = obj["metadata"]
         uid, generation = meta["uid"], meta.get("generation")
         stamp = self._received.get(uid)
@@ -84,6 +119,8 @@ class Reconciler:
             del self._received[uid]
             self.metrics.queue_lag.labels(info.kind).observe(time.monotonic() - stamp[1])
         with self._lock(uid):
+            if started is not None:
+                started()
             return self._run_locked(info, obj, steps, uid, generation)
 
     def _run_locked(self, info: KindInfo, obj: Manifest, steps: Steps, uid: str, generation: int | None) -> Outcome:

@@ -196,15 +196,18 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         resource_attributes=settings.workload_resource_attributes,
         prometheus=PrometheusHTTP(settings.prometheus_url, metrics) if settings.prometheus_url else None,
     )
+    operator_settings = kopf_settings(settings, standalone=standalone)
     memo = kopf.Memo(
         reconciler=Reconciler(kube, metrics, emit),
+        # Child events queue reconciles on kopf's own executor for sync handlers: one bound on threads.
+        executor=operator_settings.execution.executor,
         children=ChildDigests(),
         healthy=healthy,
         settings=settings,
         telemetry=telemetry,
     )
     kopf.run(
-        settings=kopf_settings(settings, standalone=standalone),
+        settings=operator_settings,
         standalone=standalone,
         clusterwide=not namespaces,
         namespaces=namespaces,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Hashable
 from typing import Any
@@ -13,13 +12,8 @@ from plinth.operator.reconcile import Steps
 
 
 def reconcile_quietly(memo: kopf.Memo, info: KindInfo, obj: dict[str, Any], steps: Steps) -> None:
-    """Reconcile *obj* outside its own handler (a child or namespace changed).
-
-    A failure is recorded in the object's status; its own handlers, the next child event or the timer retry, so the
-    retry signal is not propagated to the unrelated event's handler.
-    """
-    with contextlib.suppress(kopf.PermanentError, kopf.TemporaryError):
-        memo.reconciler.run(info, obj, steps)
+    """Reconcile *obj* outside its own handler (see ``Reconciler.run_quietly``)."""
+    memo.reconciler.run_quietly(info, obj, steps)
 
 
 def stamp_events(resource: tuple[str, str, str]) -> None:

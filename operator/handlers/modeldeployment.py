@@ -56,15 +56,16 @@ def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event("apps", "v1", "deployments", labels={model.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={model.OWNER_LABEL: kopf.PRESENT})
-def child_changed(
+async def child_changed(
     type: str, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    """Rollout progress, readiness and crash loops show up on the children first: re-evaluate the owner."""
+    """Rollout progress, readiness and crash loops show up on the children first: re-evaluate the owner (filtered
+    and coalesced on the event loop, see ``Reconciler.run_soon``)."""
     if not type or not memo.children.changed("modeldeployment", type, body):
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["modeldeployments"]
     for obj in index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ()):
-        reconcile_quietly(memo, INFO, obj, steps(memo))
+        await memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)
 
 
 @kopf.timer(*RESOURCE, interval=15, idle=10, when=not_ready)

@@ -72,11 +72,12 @@ def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("", "v1", "pods", labels={preview.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event(GROUP, VERSION, "modeldeployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
-def child_changed(type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Readiness, crash loops, quota refusals and NamespaceQuota's reservation show up on children first."""
+async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Readiness, crash loops, quota refusals and NamespaceQuota's reservation show up on children first. Async: the
+    filter and the coalescing run on the event loop, so only a reconcile that will happen takes a thread."""
     if not type or namespace is None or not memo.children.changed("previewenvironment", type, body):
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["previews_by_namespace"]
     for obj in index.get(namespace, ()):
         if not obj["metadata"].get("deletionTimestamp"):
-            reconcile_quietly(memo, INFO, obj, steps(memo))
+            await memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)

@@ -6,6 +6,9 @@ Kubernetes API (the integration tests do that against the real API server).
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -283,3 +286,30 @@ def test_ready_keeps_the_reason_the_step_gave(setup: Any) -> None:
     reconciler.run(INFO, _obj(VALID), asleep)
     ready = _conditions(kube.patches[-1])["Ready"]
     assert (ready["status"], ready["reason"], ready["message"]) == ("True", "Asleep", "scaled to zero")
+
+
+def test_child_events_coalesce_into_one_queued_reconcile(setup: Any) -> None:
+    """Events that arrive while a reconcile of the owner waits for a thread add nothing; one that arrives after it
+    started (it may have read the children already) queues the next."""
+    reconciler, _, _, _ = setup
+    runs: list[int] = []
+    release = threading.Event()
+
+    def counted(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        runs.append(1)
+        return _ok(kube, obj, spec)
+
+    async def scenario() -> None:
+        executor = ThreadPoolExecutor(max_workers=1)
+        loop = asyncio.get_running_loop()
+        busy = loop.run_in_executor(executor, release.wait)  # the only thread is taken: reconciles queue
+        queued = [asyncio.create_task(reconciler.run_soon(INFO, _obj(VALID), counted, executor)) for _ in range(5)]
+        await asyncio.sleep(0)  # let every task reach the queue
+        release.set()
+        await asyncio.gather(busy, *queued)
+        assert len(runs) == 1
+        await reconciler.run_soon(INFO, _obj(VALID), counted, executor)
+        assert len(runs) == 2
+        executor.shutdown()
+
+    asyncio.run(scenario())
