@@ -63,6 +63,8 @@ class Reconciler:
         self._received: dict[str, tuple[str | None, float]] = {}
         # Owners with a child-triggered reconcile queued and not started yet: it will read every child as it is then.
         self._queued: set[str] = set()
+        # Per object: when its latest reconcile finished, so safety-net timers can stand aside for recent work.
+        self._finished: dict[str, float] = {}
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._locks_guard:
@@ -75,8 +77,13 @@ class Reconciler:
         self._generations.pop(uid, None)
         self._written.pop(uid, None)
         self._received.pop(uid, None)
+        self._finished.pop(uid, None)
         if (gone := self._ready.pop(uid, None)) is not None:
             self.metrics.resources.labels(*gone).dec()
+
+    def ran_within(self, uid: str, seconds: float) -> bool:
+        """Whether a reconcile of the object finished in the last *seconds* or one is queued to run."""
+        return uid in self._queued or time.monotonic() - self._finished.get(uid, -seconds) < seconds
 
     def received(self, uid: str, resource_version: str | None) -> None:
         """Note when kopf handed us an event of an object (called on the event loop, before any executor wait)."""
@@ -121,7 +128,10 @@ class Reconciler:
         with self._lock(uid):
             if started is not None:
                 started()
-            return self._run_locked(info, obj, steps, uid, generation)
+            try:
+                return self._run_locked(info, obj, steps, uid, generation)
+            finally:
+                self._finished[uid] = time.monotonic()
 
     def _run_locked(self, info: KindInfo, obj: Manifest, steps: Steps, uid: str, generation: int | None) -> Outcome:
         meta, kind = obj["metadata"], info.kind

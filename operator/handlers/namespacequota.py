@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import quota
-from plinth.operator.handlers.common import not_ready, reconcile_quietly, stamp_events
+from plinth.operator.handlers.common import RETRY_SECONDS, not_ready, reconcile_quietly, stamp_events
 from plinth.operator.reconcilers import namespacequota
 
 INFO = kind_info("NamespaceQuota")
@@ -70,8 +70,9 @@ def _run_quietly(memo: kopf.Memo, obj: dict[str, Any]) -> None:
     reconcile_quietly(memo, INFO, obj, namespacequota.reconcile)
 
 
-@kopf.timer(*RESOURCE, interval=15, idle=10, when=not_ready)
-def retry_not_ready(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@kopf.timer(*RESOURCE, interval=RETRY_SECONDS, idle=10, when=not_ready)
+async def retry_not_ready(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Objects not Ready at their generation are looked at again every 15 s (a failed event-driven reconcile is not
-    retried by kopf)."""
-    reconcile_quietly(memo, INFO, dict(body), namespacequota.reconcile)
+    retried by kopf), unless a reconcile ran meanwhile or is queued."""
+    if not memo.reconciler.ran_within(body["metadata"]["uid"], RETRY_SECONDS):
+        await memo.reconciler.run_soon(INFO, dict(body), namespacequota.reconcile, memo.executor)

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, PreviewEnvironmentSpec, kind_info
 from plinth.operator.builders import preview, quota
-from plinth.operator.handlers.common import reconcile_quietly, stamp_events
+from plinth.operator.handlers.common import stamp_events
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import previewenvironment
 
@@ -42,9 +42,9 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.timer(*RESOURCE, interval=TICK_SECONDS, initial_delay=TICK_SECONDS)
-def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Sleep and expiry are due at a time, not on an event; copied Secrets follow their source (the operator may not
-    watch Secrets); a preview waiting for quota or a Secret checks again."""
+    watch Secrets); a preview waiting for quota or a Secret checks again, unless a reconcile ran meanwhile."""
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
     status = dict(body.get("status") or {})
@@ -55,8 +55,9 @@ def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     due = previewenvironment.next_event(spec, status)
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     copies = any(s.copy_from is not None for s in spec.secrets)
-    if (due is not None and datetime.now(UTC) >= due) or not ready or copies:
-        reconcile_quietly(memo, INFO, dict(body), steps(memo))
+    waiting = not ready and not memo.reconciler.ran_within(body["metadata"]["uid"], TICK_SECONDS)
+    if (due is not None and datetime.now(UTC) >= due) or waiting or copies:
+        await memo.reconciler.run_soon(INFO, dict(body), steps(memo), memo.executor)
 
 
 @kopf.on.delete(*RESOURCE)

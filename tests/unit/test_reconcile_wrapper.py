@@ -313,3 +313,13 @@ def test_child_events_coalesce_into_one_queued_reconcile(setup: Any) -> None:
         executor.shutdown()
 
     asyncio.run(scenario())
+
+
+def test_safety_net_timers_stand_aside_for_recent_or_queued_work(setup: Any) -> None:
+    reconciler, _, _, _ = setup
+    assert not reconciler.ran_within("uid-1", 15)
+    reconciler.run(INFO, _obj(VALID), _ok)
+    assert reconciler.ran_within("uid-1", 15)
+    assert not reconciler.ran_within("uid-1", 0)
+    reconciler.forget("uid-1")
+    assert not reconciler.ran_within("uid-1", 15)
