@@ -345,8 +345,9 @@ def _pruned_kinds(spec: PreviewEnvironmentSpec) -> list[tuple[str, str]]:
 
 def _prune(kube: KubernetesObjects, target: str, live: dict[ChildKey, Manifest], desired: list[Manifest]) -> None:
     """Delete the children the spec no longer names."""
+    wanted = {child_key(c) for c in desired}
     for (kind, name), child in live.items():
-        if (kind, name) not in {child_key(c) for c in desired}:
+        if (kind, name) not in wanted:
             kube.delete(child["apiVersion"], kind, name, namespace=target)
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import Cluster, Operator, create_sample_secrets, wait_for
+from tests.integration.test_ha import _model as model_manifest
 from tests.integration.test_previewenvironment import manifest as preview_manifest
 
 pytestmark = pytest.mark.cluster
@@ -72,19 +72,6 @@ def test_restart_over_more_objects_than_workers(cluster: Cluster, operator: Oper
         cluster.kubectl("delete", "namespacequota", "-l", "plinth-test=restart-at-scale", "--wait=false", check=False)
 
 
-def _model(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "plinth.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "model": {"name": "fraud-scorer", "version": "1.4.0", "uri": "s3://models/fraud/1.4.0"},
-            "runtime": {"image": "registry.example/model-server:2.1", "port": 8080},
-            "replicas": 1,
-        },
-    }
-
-
 def _versions(cluster: Cluster, namespaces: list[str]) -> dict[str, str]:
     """resourceVersion of every Plinth object and child in *namespaces*: any write changes one."""
     found = {}
@@ -126,8 +113,8 @@ def test_restart_over_ready_objects_writes_nothing(cluster: Cluster, operator: O
     objects = [
         preview_manifest(namespace, "restart-a", 901),
         preview_manifest(namespace, "restart-b", 902, secrets=[{"generate": {"name": "session", "keys": ["KEY"]}}]),
-        _model(namespace, "restart-m1"),
-        _model(namespace, "restart-m2"),
+        model_manifest("restart-m1", namespace, 1),
+        model_manifest("restart-m2", namespace, 1),
     ]
     cluster.kubectl("apply", "--server-side", "--field-manager=tests", "-f", "-", input=yaml.safe_dump_all(objects))
     wait_for(lambda: _all_ready(cluster, namespace), timeout=120, what="previews and models Ready")
