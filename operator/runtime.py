@@ -24,7 +24,9 @@ from plinth.operator.reconcile import Reconciler
 from plinth.operator.settings import FIELD_MANAGER, FINALIZER, MANAGED_BY, Settings
 
 log = logging.getLogger("plinth")
-# Pods and Deployments of every Plinth kind carry this label (templates included).
+# Objects per page of a watch's initial LIST (see kopf_settings).
+WATCH_LIST_CHUNK = 100
+# Deployments (and their Pods) of every Plinth kind carry this label (templates included).
 MANAGED_BY_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 
 
@@ -142,13 +144,16 @@ def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.Operat
     s.watching.server_timeout = settings.watch_timeout_seconds
     s.watching.client_timeout = settings.watch_timeout_seconds + 30
     s.watching.connect_timeout = 30
+    # The initial LIST of each watched kind in pages: the whole list decoded at once (every Deployment with its
+    # managedFields) is the operator's memory peak at startup, and Python keeps the heap it grew to for good.
+    s.watching.chunk_size = WATCH_LIST_CHUNK
     # Events are posted by Plinth on change/failure/recovery only; kopf's own per-handler chatter stays in logs.
     s.posting.level = logging.WARNING
     s.networking.error_backoffs = [1, 2, 5, 10, 30]
     # Children are watched to repair drift and follow rollouts. Handler label filters are applied client-side, so
-    # without these server-side selectors the operator would stream every Pod and Deployment in the cluster.
+    # without these server-side selectors the operator would stream every Deployment in the cluster. (Pods are not
+    # watched at all: see handlers.common.status_digest.)
     for resource, owner_label in (
-        ("pods", MANAGED_BY_SELECTOR),
         (("apps", "deployments"), MANAGED_BY_SELECTOR),
         ("resourcequotas", quota.OWNER_LABEL),
         ("limitranges", quota.OWNER_LABEL),

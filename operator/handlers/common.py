@@ -38,19 +38,15 @@ def not_ready(body: kopf.Body, **_: Any) -> bool:
 
 
 def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:
-    """What an owner's status can depend on in a child's state. Events that leave it unchanged (a Pod scheduled, its
-    container started, the quota controller counting usage) need no reconcile of the owner: most child events."""
+    """What an owner's status can depend on in a child's state. Events that leave it unchanged (a Deployment's
+    rollout bookkeeping, the quota controller counting usage) need no reconcile of the owner: most child events.
+
+    Pods are not watched at all: readiness reaches the owner through its Deployment's counts, and crash loops (the
+    one thing only a Pod shows) are read by the reconcile that every object not Ready gets within RETRY_SECONDS.
+    Watching them cost the largest share of the operator's memory (every Pod's full body, managedFields included,
+    held while its events queue) and of its event handling in a burst (several events per Pod start)."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}
-    kind = body.get("kind")
-    if kind == "Pod":  # crash loops only: readiness reaches the owner through its Deployment's counts
-        signals = []
-        for cs in status.get("containerStatuses") or []:
-            restarts = cs.get("restartCount") or 0
-            crashing = ((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
-            if restarts or crashing:
-                signals.append((str(cs.get("name")), restarts, crashing))
-        return tuple(sorted(signals))
-    if kind == "ResourceQuota":  # the quota gate reads the limits, not the usage
+    if body.get("kind") == "ResourceQuota":  # the quota gate reads the limits, not the usage
         return tuple(sorted(((body.get("spec") or {}).get("hard") or {}).items()))
     conditions = tuple(
         (c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
@@ -67,8 +63,7 @@ def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:
 
 class ChildDigests:
     """The last ``status_digest`` seen per child (and per handler watching it), so a child event reconciles its owner
-    only when something the owner reports has changed. A child never seen counts as changed, except a Pod with no
-    restarts (its Deployment's events cover it)."""
+    only when something the owner reports has changed. A child never seen counts as changed."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], Hashable] = {}
@@ -77,11 +72,10 @@ class ChildDigests:
     def changed(self, handler: str, event_type: str, body: kopf.Body | dict[str, Any]) -> bool:
         key = (handler, body["metadata"]["uid"])
         digest = status_digest(body)
-        healthy_pod = () if body.get("kind") == "Pod" else None
         with self._guard:
             if event_type == "DELETED":
-                before = self._seen.pop(key, healthy_pod)
-                return healthy_pod is None or before != healthy_pod
-            before = self._seen.get(key, healthy_pod)
+                self._seen.pop(key, None)
+                return True
+            before = self._seen.get(key)
             self._seen[key] = digest
         return before is None or before != digest

@@ -1,5 +1,6 @@
-"""ModelDeployment handlers: reconcile on create/update/resume and a resync timer, and whenever its Deployment or
-Pods change (rollout progress, crash loops) — found through an index by namespace/name."""
+"""ModelDeployment handlers: reconcile on create/update/resume and a resync timer, and whenever its Deployment's
+rollout or readiness changes — found through an index by namespace/name. Pods are not watched (see
+``handlers.common``): crash loops are read by the reconcile, which a not-Ready object gets at least every 15 s."""
 
 from __future__ import annotations
 
@@ -55,12 +56,11 @@ def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={model.OWNER_LABEL: kopf.PRESENT})
-@kopf.on.event("", "v1", "pods", labels={model.OWNER_LABEL: kopf.PRESENT})
 async def child_changed(
     type: str, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    """Rollout progress, readiness and crash loops show up on the children first: re-evaluate the owner (filtered
-    and coalesced on the event loop, see ``Reconciler.run_soon``)."""
+    """Rollout progress and readiness show up on the Deployment first: re-evaluate the owner (filtered and coalesced
+    on the event loop, see ``Reconciler.run_soon``)."""
     if not type or not memo.children.changed("modeldeployment", type, body):
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["modeldeployments"]

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, PreviewEnvironmentSpec, kind_info
 from plinth.operator.builders import preview, quota
-from plinth.operator.handlers.common import stamp_events
+from plinth.operator.handlers.common import RETRY_SECONDS, stamp_events
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import previewenvironment
 
@@ -44,7 +44,8 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.timer(*RESOURCE, interval=TICK_SECONDS, initial_delay=TICK_SECONDS)
 async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Sleep and expiry are due at a time, not on an event; copied Secrets follow their source (the operator may not
-    watch Secrets); a preview waiting for quota or a Secret checks again, unless a reconcile ran meanwhile."""
+    watch Secrets); a preview not Ready (waiting for quota or a Secret, or its Pods crash-looping: Pods are not watched)
+    is looked at again, unless a reconcile ran within the last RETRY_SECONDS."""
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
     status = dict(body.get("status") or {})
@@ -55,7 +56,7 @@ async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     due = previewenvironment.next_event(spec, status)
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     copies = any(s.copy_from is not None for s in spec.secrets)
-    waiting = not ready and not memo.reconciler.ran_within(body["metadata"]["uid"], TICK_SECONDS)
+    waiting = not ready and not memo.reconciler.ran_within(body["metadata"]["uid"], RETRY_SECONDS)
     if (due is not None and datetime.now(UTC) >= due) or waiting or copies:
         await memo.reconciler.run_soon(INFO, dict(body), steps(memo), memo.executor)
 
@@ -70,12 +71,12 @@ def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
-@kopf.on.event("", "v1", "pods", labels={preview.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event(GROUP, VERSION, "modeldeployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
 async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Readiness, crash loops, quota refusals and NamespaceQuota's reservation show up on children first. Async: the
-    filter and the coalescing run on the event loop, so only a reconcile that will happen takes a thread."""
+    """Readiness, quota refusals and NamespaceQuota's reservation show up on children first (crash loops: see
+    ``tick``). Async: the filter and the coalescing run on the event loop, so only a reconcile that will happen takes a
+    thread."""
     if not type or namespace is None or not memo.children.changed("previewenvironment", type, body):
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["previews_by_namespace"]

@@ -8,15 +8,6 @@ from typing import Any
 from plinth.operator.handlers.common import ChildDigests
 
 
-def pod(restarts: int = 0, waiting: str | None = None, phase: str = "Running") -> dict[str, Any]:
-    state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
-    return {
-        "kind": "Pod",
-        "metadata": {"uid": "p1", "name": "web-1"},
-        "status": {"phase": phase, "containerStatuses": [{"name": "web", "restartCount": restarts, "state": state}]},
-    }
-
-
 def deployment(ready: int, generation: int = 1) -> dict[str, Any]:
     return {
         "kind": "Deployment",
@@ -25,16 +16,11 @@ def deployment(ready: int, generation: int = 1) -> dict[str, Any]:
     }
 
 
-def test_pod_events_without_crash_signals_are_skipped_and_crash_loops_are_not() -> None:
+def test_a_deleted_child_always_counts() -> None:
     seen = ChildDigests()
-    assert not seen.changed("h", "ADDED", pod(phase="Pending", waiting="ContainerCreating"))
-    assert not seen.changed("h", "MODIFIED", pod())
-    assert seen.changed("h", "MODIFIED", pod(restarts=1))
-    assert not seen.changed("h", "MODIFIED", pod(restarts=1))
-    assert seen.changed("h", "MODIFIED", pod(restarts=1, waiting="CrashLoopBackOff"))
-    # A crashing pod going away changes the owner's status; a healthy one's deletion does not.
-    assert seen.changed("h", "DELETED", pod(restarts=1, waiting="CrashLoopBackOff"))
-    assert not seen.changed("h", "DELETED", pod())
+    assert seen.changed("h", "ADDED", deployment(1))
+    assert seen.changed("h", "DELETED", deployment(1))  # drift to repair: the owner re-creates it
+    assert seen.changed("h", "DELETED", deployment(1))  # also when never seen (the operator restarted meanwhile)
 
 
 def test_deployment_counts_generation_and_deletion_count() -> None:

@@ -1,0 +1,32 @@
+"""The kopf settings that bound the operator's memory and watch traffic (see docs/performance.md)."""
+
+from __future__ import annotations
+
+import kopf
+from plinth.operator import runtime
+from plinth.operator.settings import Settings
+
+
+def _watched_kinds() -> set[str]:
+    import plinth.operator.handlers  # noqa: F401 — registers the handlers
+
+    registry = kopf.get_default_registry()
+    handlers = [
+        *registry._watching.get_all_handlers(),
+        *registry._indexing.get_all_handlers(),
+    ]  # kopf has no public list
+    return {str(h.selector.plural or h.selector.any_name) for h in handlers if h.selector is not None}
+
+
+def test_initial_lists_are_paged_and_children_filtered_server_side() -> None:
+    settings = runtime.kopf_settings(Settings())
+    assert settings.watching.chunk_size == runtime.WATCH_LIST_CHUNK
+    selectors = settings.watching.label_selectors
+    assert selectors.collect(kopf.Resource("apps", "v1", "deployments")) == [runtime.MANAGED_BY_SELECTOR]
+
+
+def test_pods_are_not_watched() -> None:
+    """Pods are listed by a reconcile (crash loops) but never watched: their bodies were most of the memory."""
+    kinds = _watched_kinds()
+    assert "deployments" in kinds
+    assert "pods" not in kinds
