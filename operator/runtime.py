@@ -192,6 +192,7 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
 
     import plinth.operator.handlers  # noqa: F401 — registers the handlers
     from plinth.operator.handlers.common import ChildDigests
+    from plinth.operator.handlers.lifecycle import kopf_connection_limit
 
     def emit(obj: dict[str, object], type_: str, reason: str, message: str) -> None:
         kopf.event(obj, type=type_, reason=reason, message=message)  # type: ignore[arg-type]
@@ -208,6 +209,7 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         executor=operator_settings.execution.executor,
         children=ChildDigests(),
         healthy=healthy,
+        kopf_connections=kopf_connection_limit(len(namespaces)),
         settings=settings,
         telemetry=telemetry,
     )

@@ -5,9 +5,44 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import kopf
 
 log = logging.getLogger("plinth")
+# kopf's own HTTP connections (watch streams, its finalizer and annotation patches, Events) for requests that are not
+# watches. kopf's default pool has no limit: a burst of 1,000 new objects opened about 400 TLS connections at once,
+# each with a 256 KiB read buffer (about 50 MB held) and a handshake the API server pays for.
+KOPF_REQUEST_CONNECTIONS = 32
+# Watch streams hold a connection each for as long as they run: one per watched kind per namespace served (10 kinds
+# including kopf's peering; rounded up). The pool must always have room beyond them, or requests would wait forever.
+KOPF_STREAMS_PER_NAMESPACE = 16
+
+
+def kopf_connection_limit(namespaces: int) -> int:
+    """The size of kopf's connection pool for an operator serving *namespaces* namespaces (0: cluster-wide)."""
+    return KOPF_REQUEST_CONNECTIONS + KOPF_STREAMS_PER_NAMESPACE * max(1, namespaces)
+
+
+@kopf.on.login()
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.AiohttpSession | None:
+    """kopf's own login (in-cluster service account, else the kubeconfig), on an HTTP session whose connection pool
+    is bounded (see KOPF_REQUEST_CONNECTIONS). kopf closes the session when it logs in again (e.g. after a 401)."""
+    info = kopf.login_via_client(**kwargs)
+    if info is None:
+        return None
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=memo.kopf_connections, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        aiohttp_session=session,
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+    )
 
 
 @kopf.on.startup()

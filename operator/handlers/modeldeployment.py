@@ -64,7 +64,8 @@ async def child_changed(
     if not type or not memo.children.changed("modeldeployment", type, body):
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["modeldeployments"]
-    for obj in index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ()):
+    # A snapshot: the index changes while run_soon awaits.
+    for obj in list(index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ())):
         await memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)
 
 

@@ -56,13 +56,13 @@ def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
         # Its NamespaceQuota is gone (this is the garbage collector at work): quotas that lost the namespace to it
         # may take it over now.
         _reconcile_all(memo, index)
-    for obj in index.get(owner, ()):
+    for obj in list(index.get(owner, ())):
         _run_quietly(memo, obj)
 
 
 def _reconcile_all(memo: kopf.Memo, index: kopf.Index[str, dict[str, Any]]) -> None:
     for name in list(index):
-        for obj in index.get(name, ()):
+        for obj in list(index.get(name, ())):
             _run_quietly(memo, obj)
 
 

@@ -80,6 +80,7 @@ async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo:
     if not type or namespace is None or not memo.children.changed("previewenvironment", type, body):
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["previews_by_namespace"]
-    for obj in index.get(namespace, ()):
+    # A snapshot: the index changes while run_soon awaits.
+    for obj in list(index.get(namespace, ())):
         if not obj["metadata"].get("deletionTimestamp"):
             await memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kopf
 from plinth.operator import runtime
+from plinth.operator.handlers.lifecycle import KOPF_REQUEST_CONNECTIONS, kopf_connection_limit
 from plinth.operator.settings import Settings
 
 
@@ -30,3 +31,12 @@ def test_pods_are_not_watched() -> None:
     kinds = _watched_kinds()
     assert "deployments" in kinds
     assert "pods" not in kinds
+
+
+def test_kopf_connection_pool_always_has_room_beyond_its_watch_streams() -> None:
+    """Every watch stream holds a connection while it runs (one per watched kind and namespace, plus peering); a pool
+    they could fill would leave kopf's patches waiting forever."""
+    streams_per_namespace = len(_watched_kinds()) + 1
+    for namespaces in (0, 1, 3, 20):
+        streams = streams_per_namespace * max(1, namespaces)
+        assert kopf_connection_limit(namespaces) - streams >= KOPF_REQUEST_CONNECTIONS
