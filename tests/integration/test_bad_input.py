@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, Operator, wait_for
+from tests.integration.test_security import preview as security_preview
 
 pytestmark = pytest.mark.cluster
 PE = "previewenvironment"
@@ -25,18 +26,8 @@ MD = "modeldeployment"
 
 
 def preview(namespace: str, name: str, pr: int, *, team: str = "bad-input", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "source": {"repository": "github.com/acme/shop", "pullRequest": pr, "commit": "aaaaaaa"},
-        "team": team,
-        "services": [{"name": "web", "image": "registry.example/shop-web:pr", "port": 8080}],
-        **spec,
-    }
-    return {
-        "apiVersion": "plinth.dev/v1alpha1",
-        "kind": "PreviewEnvironment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
+    """test_security's preview manifest, in this module's team by default."""
+    return security_preview(namespace, name, pr, team=team, **spec)
 
 
 def apply(cluster: Cluster, body: dict[str, Any]) -> None:
