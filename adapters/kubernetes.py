@@ -302,6 +302,9 @@ class DynamicKubernetes:
             ),
         )
         items: list[Manifest] = result["items"]
+        for item in items:  # a LIST names the kind once, for all its items; callers get whole manifests
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
         return items
 
     def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> bool:

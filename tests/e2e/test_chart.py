@@ -447,7 +447,7 @@ def test_rbac_is_least_privilege(helm: Path, tmp_path: Path) -> None:
     assert verbs("plinth-workloads", "", "secrets") == {"get", "create", "patch", "delete"}
     assert all(not verbs(role, "", "secrets") for role in roles if role != "plinth-workloads")
     assert verbs("plinth", "apiextensions.k8s.io", "customresourcedefinitions") == {"get", "list", "watch"}
-    assert verbs("plinth-workloads", "", "pods") == {"get", "list", "watch"}
+    assert verbs("plinth-workloads", "", "pods") == {"get", "list"}  # listed by reconciles, never watched
     # Nothing may grant permissions onwards or act as someone else.
     forbidden = {"bind", "escalate", "impersonate"}
     assert not {v for rules in roles.values() for rule in rules for v in rule["verbs"]} & forbidden
