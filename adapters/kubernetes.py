@@ -59,7 +59,9 @@ class KubernetesObjects(Protocol):
 
     def list(
         self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None
-    ) -> list[Manifest]: ...
+    ) -> list[Manifest]:
+        """Whole manifests, each with its apiVersion and kind (a LIST names them once, for all its items)."""
+        ...
 
     def has_api(self, api_version: str, kind: str) -> bool:
         """Whether the API server serves this kind (optional CRDs such as Gateway API or ServiceMonitor)."""
@@ -302,7 +304,7 @@ class DynamicKubernetes:
             ),
         )
         items: list[Manifest] = result["items"]
-        for item in items:  # a LIST names the kind once, for all its items; callers get whole manifests
+        for item in items:
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
         return items

@@ -7,16 +7,9 @@ from collections.abc import Hashable
 from typing import Any
 
 import kopf
-from plinth.operator.api.v1alpha1 import KindInfo
-from plinth.operator.reconcile import Steps
 
 # Safety-net timers (objects not Ready at their generation) look again this often, when nothing else has meanwhile.
 RETRY_SECONDS = 15
-
-
-def reconcile_quietly(memo: kopf.Memo, info: KindInfo, obj: dict[str, Any], steps: Steps) -> None:
-    """Reconcile *obj* outside its own handler (see ``Reconciler.run_quietly``)."""
-    memo.reconciler.run_quietly(info, obj, steps)
 
 
 def stamp_events(resource: tuple[str, str, str]) -> None:

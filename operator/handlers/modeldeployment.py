@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import model
-from plinth.operator.handlers.common import RETRY_SECONDS, not_ready, reconcile_quietly, stamp_events
+from plinth.operator.handlers.common import RETRY_SECONDS, not_ready, stamp_events
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import modeldeployment
 
@@ -46,7 +46,7 @@ def _has_canary(spec: kopf.Spec, **_: Any) -> bool:
 @kopf.timer(*RESOURCE, interval=10, idle=5, when=_has_canary)
 def canary_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A canary's health gate and autoPromote.after are time-based: re-check every 10 s while one is set."""
-    reconcile_quietly(memo, INFO, dict(body), steps(memo))
+    memo.reconciler.run_quietly(INFO, dict(body), steps(memo))
 
 
 @kopf.on.delete(*RESOURCE, optional=True)

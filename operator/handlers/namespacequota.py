@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import quota
-from plinth.operator.handlers.common import RETRY_SECONDS, not_ready, reconcile_quietly, stamp_events
+from plinth.operator.handlers.common import RETRY_SECONDS, not_ready, stamp_events
 from plinth.operator.reconcilers import namespacequota
 
 INFO = kind_info("NamespaceQuota")
@@ -67,7 +67,7 @@ def _reconcile_all(memo: kopf.Memo, index: kopf.Index[str, dict[str, Any]]) -> N
 
 
 def _run_quietly(memo: kopf.Memo, obj: dict[str, Any]) -> None:
-    reconcile_quietly(memo, INFO, obj, namespacequota.reconcile)
+    memo.reconciler.run_quietly(INFO, obj, namespacequota.reconcile)
 
 
 @kopf.timer(*RESOURCE, interval=RETRY_SECONDS, idle=10, when=not_ready)

@@ -34,7 +34,5 @@ def owned_children(
     found: dict[ChildKey, Manifest] = {}
     for api_version, kind in kinds:
         for child in kube.list(api_version, kind, namespace=namespace, label_selector=selector):
-            # A LIST's items may lack apiVersion and kind; the reconcilers treat them like applied objects.
-            child.update(apiVersion=api_version, kind=kind)
             found[child_key(child)] = child
     return found
