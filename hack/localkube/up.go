@@ -105,11 +105,17 @@ func up(ctx context.Context, opts upOptions) (err error) {
 	}
 	defer os.Remove(statePath)
 
+	// Each port is free when picked, but nothing holds it until its component binds, so the kernel may hand the same
+	// one out twice (seen: the scheduler given the API server's port). Pick until all five differ.
 	ports := map[string]int{}
+	taken := map[int]bool{}
 	for _, name := range []string{"etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler"} {
-		if ports[name], err = freePort(); err != nil {
-			return err
+		for ports[name] == 0 || taken[ports[name]] {
+			if ports[name], err = freePort(); err != nil {
+				return err
+			}
 		}
+		taken[ports[name]] = true
 	}
 	certs, err := newPKI(filepath.Join(dir, "pki"))
 	if err != nil {
