@@ -3,7 +3,6 @@ record metrics, a span and log lines. Errors follow the ladder in ``errors.py`` 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import functools
@@ -11,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import kopf
@@ -89,23 +88,39 @@ class Reconciler:
         """Note when kopf handed us an event of an object (called on the event loop, before any executor wait)."""
         self._received[uid] = (resource_version, time.monotonic())
 
-    async def run_soon(self, info: KindInfo, obj: Manifest, steps: Steps, executor: Executor) -> None:
-        """A child of *obj* changed: reconcile *obj* on *executor*, unless a reconcile of it is already queued and has
-        not started: that one reads the children after this change anyway. A rollout's burst of Deployment events
-        then costs one reconcile, not one each, and no executor thread waits on the owner's lock meanwhile.
+    def run_soon(self, info: KindInfo, obj: Manifest, steps: Steps, executor: Executor) -> Future[None] | None:
+        """A child of *obj* changed: queue a reconcile of *obj* on *executor* and return at once, unless a reconcile
+        of it is already queued and has not started: that one reads the children after this change anyway. A
+        rollout's burst of Deployment events then costs one reconcile, not one each.
 
-        Failures are recorded in the status; the owner's own handlers, the next child event or its timers retry, so
-        no retry signal reaches the unrelated child's handler."""
+        Called on kopf's event loop and never waits for the reconcile: a handler that awaited it would keep kopf's
+        worker for the child busy, and every later event of that child (each with the whole body) would queue behind
+        it for as long as the executor is busy (the largest transient memory in a 1,000-object burst). Returns the
+        queued reconcile's future (None when coalesced). Failures are recorded in the status; the owner's own
+        handlers, the next child event or its timers retry, so no retry signal reaches the unrelated child's
+        handler."""
         uid = obj["metadata"]["uid"]
         if uid in self._queued:
-            return
+            return None
         self._queued.add(uid)
         run = functools.partial(self.run_quietly, info, obj, steps, started=lambda: self._queued.discard(uid))
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, contextvars.copy_context().run, run)
-        except BaseException:
-            self._queued.discard(uid)  # cancelled before it started (a started one has already unmarked itself)
-            raise
+            future = executor.submit(contextvars.copy_context().run, run)
+        except RuntimeError:  # the executor is shut down: the operator is stopping
+            self._queued.discard(uid)
+            return None
+        future.add_done_callback(functools.partial(self._finished_soon, uid, _ref(info.kind, obj["metadata"])))
+        return future
+
+    def _finished_soon(self, uid: str, ref: dict[str, str], future: Future[None]) -> None:
+        """A queued reconcile ended: nobody awaits it, so an unexpected error is logged here (kopf's retry errors are
+        already handled by ``run_quietly``). One cancelled or failed before it started must not leave its owner
+        marked queued, or every later child event of that owner would be dropped."""
+        if future.cancelled():
+            self._queued.discard(uid)
+        elif (err := future.exception()) is not None:
+            self._queued.discard(uid)
+            log.error("queued reconcile failed", exc_info=err, extra={"ref": ref})
 
     def run_quietly(
         self, info: KindInfo, obj: Manifest, steps: Steps, *, started: Callable[[], None] | None = None

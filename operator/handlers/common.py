@@ -10,6 +10,8 @@ import kopf
 
 # Safety-net timers (objects not Ready at their generation) look again this often, when nothing else has meanwhile.
 RETRY_SECONDS = 15
+# Conditions of a Deployment that no owner's status depends on (see status_digest).
+DEPLOYMENT_PROGRESS_CONDITIONS = frozenset({"Available", "Progressing"})
 
 
 def stamp_events(resource: tuple[str, str, str]) -> None:
@@ -44,6 +46,9 @@ def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:
     conditions = tuple(
         (c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
         for c in status.get("conditions") or []
+        # A Deployment's Available and Progressing conditions restate its counts in words, and change reason and
+        # message at each step of a rollout; owners read the counts (and ReplicaFailure, the quota's refusal).
+        if body.get("kind") != "Deployment" or c.get("type") not in DEPLOYMENT_PROGRESS_CONDITIONS
     )
     counts = tuple(
         status.get(k)

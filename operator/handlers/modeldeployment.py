@@ -64,9 +64,9 @@ async def child_changed(
     if not type or not memo.children.changed("modeldeployment", type, body):
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["modeldeployments"]
-    # A snapshot: the index changes while run_soon awaits.
+    # A snapshot: kopf updates its indexes on this event loop, should anything here ever await.
     for obj in list(index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ())):
-        await memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)
+        memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)
 
 
 @kopf.timer(*RESOURCE, interval=RETRY_SECONDS, idle=10, when=not_ready)
@@ -74,4 +74,4 @@ async def retry_not_ready(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Objects not Ready at their generation are looked at again every 15 s (a failed event-driven reconcile is not
     retried by kopf), unless a reconcile ran meanwhile or is queued."""
     if not memo.reconciler.ran_within(body["metadata"]["uid"], RETRY_SECONDS):
-        await memo.reconciler.run_soon(INFO, dict(body), steps(memo), memo.executor)
+        memo.reconciler.run_soon(INFO, dict(body), steps(memo), memo.executor)

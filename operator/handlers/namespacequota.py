@@ -75,4 +75,4 @@ async def retry_not_ready(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Objects not Ready at their generation are looked at again every 15 s (a failed event-driven reconcile is not
     retried by kopf), unless a reconcile ran meanwhile or is queued."""
     if not memo.reconciler.ran_within(body["metadata"]["uid"], RETRY_SECONDS):
-        await memo.reconciler.run_soon(INFO, dict(body), namespacequota.reconcile, memo.executor)
+        memo.reconciler.run_soon(INFO, dict(body), namespacequota.reconcile, memo.executor)

@@ -58,7 +58,7 @@ async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     copies = any(s.copy_from is not None for s in spec.secrets)
     waiting = not ready and not memo.reconciler.ran_within(body["metadata"]["uid"], RETRY_SECONDS)
     if (due is not None and datetime.now(UTC) >= due) or waiting or copies:
-        await memo.reconciler.run_soon(INFO, dict(body), steps(memo), memo.executor)
+        memo.reconciler.run_soon(INFO, dict(body), steps(memo), memo.executor)
 
 
 @kopf.on.delete(*RESOURCE)
@@ -80,7 +80,7 @@ async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo:
     if not type or namespace is None or not memo.children.changed("previewenvironment", type, body):
         return
     index: kopf.Index[str, dict[str, Any]] = kwargs["previews_by_namespace"]
-    # A snapshot: the index changes while run_soon awaits.
+    # A snapshot: kopf updates its indexes on this event loop, should anything here ever await.
     for obj in list(index.get(namespace, ())):
         if not obj["metadata"].get("deletionTimestamp"):
-            await memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)
+            memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)

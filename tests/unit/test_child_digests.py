@@ -44,3 +44,30 @@ def test_each_handler_keeps_its_own_view_and_quota_usage_is_ignored() -> None:
     assert not seen.changed("a", "MODIFIED", used)
     used["spec"]["hard"]["pods"] = "20"
     assert seen.changed("a", "MODIFIED", used)
+
+
+def test_a_deployment_rollout_reconciles_its_owner_on_counts_not_on_wording() -> None:
+    """The Deployment controller's status updates during one rollout: the owner is reconciled when a count it reports
+    (or the quota's refusal) changes, not when Available/Progressing only re-word them."""
+    seen = ChildDigests()
+    dep = deployment(0)
+    dep["status"]["conditions"] = [
+        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "no"},
+        {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "progressing"},
+    ]
+    assert seen.changed("h", "ADDED", dep)
+    reworded = copy.deepcopy(dep)
+    reworded["status"]["conditions"][1].update(reason="NewReplicaSetAvailable", message="has successfully progressed")
+    assert not seen.changed("h", "MODIFIED", reworded)
+    refused = copy.deepcopy(reworded)
+    refused["status"]["conditions"].append(
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "exceeded quota: pods"}
+    )
+    assert seen.changed("h", "MODIFIED", refused)
+    ready = copy.deepcopy(refused)
+    ready["status"]["readyReplicas"] = 1
+    assert seen.changed("h", "MODIFIED", ready)
+    model = {"kind": "ModelDeployment", "metadata": {"uid": "m"}, "status": dep["status"]}
+    assert seen.changed("h", "ADDED", model)
+    model_reworded = {"kind": "ModelDeployment", "metadata": {"uid": "m"}, "status": reworded["status"]}
+    assert seen.changed("h", "MODIFIED", model_reworded)  # a preview reports its models' Ready message as is

@@ -6,7 +6,6 @@ Kubernetes API (the integration tests do that against the real API server).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -290,7 +289,7 @@ def test_ready_keeps_the_reason_the_step_gave(setup: Any) -> None:
 
 def test_child_events_coalesce_into_one_queued_reconcile(setup: Any) -> None:
     """Events that arrive while a reconcile of the owner waits for a thread add nothing; one that arrives after it
-    started (it may have read the children already) queues the next."""
+    started (it may have read the children already) queues the next. Queuing never waits for the reconcile."""
     reconciler, _, _, _ = setup
     runs: list[int] = []
     release = threading.Event()
@@ -299,20 +298,40 @@ def test_child_events_coalesce_into_one_queued_reconcile(setup: Any) -> None:
         runs.append(1)
         return _ok(kube, obj, spec)
 
-    async def scenario() -> None:
-        executor = ThreadPoolExecutor(max_workers=1)
-        loop = asyncio.get_running_loop()
-        busy = loop.run_in_executor(executor, release.wait)  # the only thread is taken: reconciles queue
-        queued = [asyncio.create_task(reconciler.run_soon(INFO, _obj(VALID), counted, executor)) for _ in range(5)]
-        await asyncio.sleep(0)  # let every task reach the queue
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        busy = executor.submit(release.wait)  # the only thread is taken: reconciles queue
+        queued = [reconciler.run_soon(INFO, _obj(VALID), counted, executor) for _ in range(5)]
+        assert queued[0] is not None and queued[1:] == [None] * 4  # returned at once; four coalesced
+        assert reconciler.ran_within("uid-1", 0)  # the safety-net timers see it queued
         release.set()
-        await asyncio.gather(busy, *queued)
+        busy.result(timeout=30)
+        queued[0].result(timeout=30)
         assert len(runs) == 1
-        await reconciler.run_soon(INFO, _obj(VALID), counted, executor)
+        again = reconciler.run_soon(INFO, _obj(VALID), counted, executor)
+        assert again is not None
+        again.result(timeout=30)
         assert len(runs) == 2
-        executor.shutdown()
 
-    asyncio.run(scenario())
+
+def test_a_queued_reconcile_that_fails_unexpectedly_is_logged_and_unmarked(
+    setup: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    reconciler, _, _, _ = setup
+
+    def broken_status(*_: Any, **__: Any) -> None:
+        raise RuntimeError("boom")
+
+    reconciler.run_quietly = broken_status  # type: ignore[method-assign]  # nothing awaits a queued reconcile
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        future = reconciler.run_soon(INFO, _obj(VALID), _ok, executor)
+        assert future is not None
+        with pytest.raises(RuntimeError):
+            future.result(timeout=30)
+    assert "queued reconcile failed" in caplog.text
+    executor_gone = ThreadPoolExecutor(max_workers=1)
+    executor_gone.shutdown()
+    assert reconciler.run_soon(INFO, _obj(VALID), _ok, executor_gone) is None  # stopping: nothing queued
+    assert not reconciler.ran_within("uid-1", 0)
 
 
 def test_safety_net_timers_stand_aside_for_recent_or_queued_work(setup: Any) -> None:
