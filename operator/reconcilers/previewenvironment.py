@@ -128,9 +128,12 @@ def _reconcile(
         defaults.limit if defaults else None,
         sleeping=status["sleeping"],
     )
-    kube.apply(preview.namespace(obj, spec, request), live=current_ns)
+    sleeping = bool(status["sleeping"])
+    desired = _children(obj, spec, sleeping, telemetry)
+    live = owned_children(kube, listed_kinds(spec, desired, current_ns), target, _owned(obj)) if current_ns else {}
+    kinds = {kind for kind, _ in live} | {child["kind"] for child in desired}
+    kube.apply(preview.namespace(obj, spec, request, kinds), live=current_ns)
 
-    live = owned_children(kube, _pruned_kinds(spec), target, _owned(obj))
     if claim is not None and not any(kind == "Deployment" for kind, _ in live):
         blocked = _quota_gate(kube, target, claim, request)
         if blocked is not None:
@@ -143,8 +146,6 @@ def _reconcile(
         secrets.delete(target, stale)
     status["secrets"] = sorted(written)
 
-    sleeping = bool(status["sleeping"])
-    desired = _children(obj, spec, sleeping, telemetry)
     applied = [kube.apply(child, live=live.get(child_key(child))) for child in desired]
     _prune(kube, target, live, desired)
 
@@ -341,6 +342,18 @@ def _pruned_kinds(spec: PreviewEnvironmentSpec) -> list[tuple[str, str]]:
     if spec.ingress is not None and spec.ingress.gateway is not None:
         kinds.append(HTTP_ROUTE)
     return kinds
+
+
+def listed_kinds(spec: PreviewEnvironmentSpec, desired: list[Manifest], namespace: Manifest) -> list[tuple[str, str]]:
+    """The kinds a reconcile reads (and prunes from): those it wants and those the namespace's record says the preview
+    still has there. Without the record (a namespace made by an older Plinth, or the annotation removed) every kind
+    is read, and the record is written."""
+    kinds = _pruned_kinds(spec)
+    recorded = (namespace["metadata"].get("annotations") or {}).get(preview.CHILD_KINDS_ANNOTATION)
+    if recorded is None:
+        return kinds
+    wanted = {child["kind"] for child in desired} | set(recorded.split(","))
+    return [(api_version, kind) for api_version, kind in kinds if kind in wanted]
 
 
 def _prune(kube: KubernetesObjects, target: str, live: dict[ChildKey, Manifest], desired: list[Manifest]) -> None:

@@ -72,6 +72,10 @@ def optional_apis(cluster: Cluster, operator: Operator) -> Iterator[None]:
     args = [a for f in files for a in ("-f", str(f))]
     cluster.kubectl("apply", "--server-side", "--field-manager=tests", *args)
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *args)
+    # The operator looks again for a kind it found missing at most once a minute, and an earlier module's reconcile
+    # may have just found these missing: a fresh process sees them from its first reconcile.
+    operator.stop()
+    operator.start()
     yield
     cluster.kubectl("delete", "--wait=true", "--timeout=60s", *args, check=False)
     operator.stop()

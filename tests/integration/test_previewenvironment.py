@@ -157,6 +157,23 @@ def test_pull_request_lifecycle(cluster: Cluster, operator: Operator, team: str)
         lambda: cluster.kubectl("get", "-n", target, "deployment", "api", check=False).returncode != 0,
         what="api pruned",
     )
+    # A kind the spec no longer names is pruned too: it is read because the namespace records the preview has it...
+    kinds = "plinth.dev/child-kinds"
+    assert cluster.get("namespace", target)["metadata"]["annotations"][kinds] == (
+        "Deployment,Ingress,ModelDeployment,Service"
+    )
+    del body["spec"]["models"]
+    apply(cluster, body)
+    wait_for(lambda: not cluster.get("-n", target, "modeldeployments")["items"], what="model pruned")
+    # ...and without that record (a namespace made by an older Plinth, or the annotation removed) every kind is read.
+    cluster.kubectl("annotate", "namespace", target, f"{kinds}-")
+    del body["spec"]["ingress"]
+    apply(cluster, body)
+    wait_for(lambda: not cluster.get("-n", target, "ingresses")["items"], what="ingress pruned")
+    wait_for(
+        lambda: cluster.get("namespace", target)["metadata"]["annotations"].get(kinds) == "Deployment,Service",
+        what="the record follows what is left",
+    )
 
     # The pull request closes: CI deletes the object; the namespace and everything in it go first.
     cluster.kubectl("delete", "-n", team, PE, "shop", "--timeout=90s")
