@@ -6,6 +6,10 @@ from typing import Any
 
 from plinth.operator.settings import MANAGED_BY
 
+# On the object that records it (a preview's namespace, a model's stable Deployment): the kinds of children the owner
+# has (wanted, or not pruned yet), so a reconcile lists only those instead of every kind it could ever have made.
+CHILD_KINDS_ANNOTATION = "plinth.dev/child-kinds"
+
 
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
     meta = owner["metadata"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -36,9 +36,6 @@ COPIED_FROM_ANNOTATION = "plinth.dev/copied-from"
 # What the preview will run, on its namespace: NamespaceQuota reserves it out of its total before the preview's
 # workloads are created (see reconcilers/quotasplit.py).
 QUOTA_REQUEST_ANNOTATION = "plinth.dev/quota-request"
-# On the preview namespace: the kinds of children the preview has there (desired or not yet pruned), so a reconcile
-# lists only those instead of every kind it could ever have made.
-CHILD_KINDS_ANNOTATION = "plinth.dev/child-kinds"
 # Preview namespaces enforce the restricted Pod Security Standard: a pull request's code is untrusted.
 POD_SECURITY = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -83,9 +80,7 @@ def owner_labels(owner: Manifest) -> dict[str, str]:
     return {**MANAGED_BY, OWNER_LABEL: meta["name"], OWNER_NAMESPACE_LABEL: meta["namespace"]}
 
 
-def namespace(
-    owner: Manifest, spec: PreviewEnvironmentSpec, quota_request: Mapping[str, str], child_kinds: Iterable[str] = ()
-) -> Manifest:
+def namespace(owner: Manifest, spec: PreviewEnvironmentSpec, quota_request: Mapping[str, str]) -> Manifest:
     labels = {
         **owner_labels(owner),
         OWNER_UID_LABEL: owner["metadata"]["uid"],
@@ -101,7 +96,6 @@ def namespace(
     }
     if spec.source.commit:
         annotations[COMMIT_ANNOTATION] = spec.source.commit
-    annotations[CHILD_KINDS_ANNOTATION] = ",".join(sorted(set(child_kinds)))
     return {
         "apiVersion": "v1",
         "kind": "Namespace",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.operator.builders.common import CHILD_KINDS_ANNOTATION
 from plinth.operator.conditions import Observation
 
 ChildKey = tuple[str, str]  # (kind, name)
@@ -36,3 +37,24 @@ def owned_children(
         for child in kube.list(api_version, kind, namespace=namespace, label_selector=selector):
             found[child_key(child)] = child
     return found
+
+
+def listed_kinds(
+    candidates: list[tuple[str, str]], wanted: set[str], recorder: Manifest | None
+) -> list[tuple[str, str]]:
+    """Of the kinds an owner could have made (*candidates*, as (apiVersion, kind)), those a reconcile must read: the
+    kinds it wants now and those *recorder* records it still has (``recording``). Without a record (no recorder yet,
+    one made by an older Plinth, or the annotation removed) every candidate is read, and the record is written."""
+    recorded = ((recorder or {}).get("metadata", {}).get("annotations") or {}).get(CHILD_KINDS_ANNOTATION)
+    if recorded is None:
+        return list(candidates)
+    keep = wanted | set(recorded.split(","))
+    return [(api_version, kind) for api_version, kind in candidates if kind in keep]
+
+
+def recording(manifest: Manifest, kinds: set[str]) -> Manifest:
+    """*manifest* carrying the record of the kinds of children its owner has (always, empty too: no record means an
+    older Plinth made it)."""
+    meta = manifest["metadata"]
+    annotations = {**(meta.get("annotations") or {}), CHILD_KINDS_ANNOTATION: ",".join(sorted(kinds))}
+    return {**manifest, "metadata": {**meta, "annotations": annotations}}

@@ -20,7 +20,7 @@ from plinth.operator.api.v1alpha1 import Canary, ModelDeploymentSpec, format_tim
 from plinth.operator.builders import model
 from plinth.operator.conditions import RECONCILING, STALLED, Observation
 from plinth.operator.errors import Waiting
-from plinth.operator.reconcilers import ChildKey, Outcome, child_key, owned_children
+from plinth.operator.reconcilers import ChildKey, Outcome, child_key, listed_kinds, owned_children, recording
 
 OWN_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))
@@ -177,12 +177,10 @@ def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec
     optional = list(OPTIONAL_KINDS)
     monitored_kinds = {c["kind"] for c in monitoring}
     optional += [api for api in (SERVICE_MONITOR, PROMETHEUS_RULE) if api[1] in monitored_kinds or kube.has_api(*api)]
-    live = owned_children(kube, [*OWN_KINDS, *optional], namespace, owner_selector)
-    applied = {c["kind"]: kube.apply(c, live=live.get(child_key(c))) for c in children}
-    for (kind, child_name), child in live.items():
-        if kind not in applied and any(kind == k for _, k in optional):
-            kube.delete(child["apiVersion"], kind, child_name, namespace=namespace)
-    pods = kube.list("v1", "Pod", namespace=namespace, label_selector=owner_selector)
+    live, applied, recorded = _apply_stable(kube, obj, children, optional, owner_selector)
+    # Pods come from Deployments: with none before this reconcile there is no Pod to read yet.
+    had_deployments = any(kind == "Deployment" for kind, _ in live)
+    pods = kube.list("v1", "Pod", namespace=namespace, label_selector=owner_selector) if had_deployments else []
     stable_pods = [p for p in pods if p["metadata"]["labels"].get(model.TRACK_LABEL) == "stable"]
     deployment = applied["Deployment"]
     dep_status = deployment.get("status") or {}
@@ -193,7 +191,7 @@ def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec
     if canary_state is not None and canary_state["phase"] == "Promoted" and not promoted:
         # Promote now: the stable track rolls to the canary version (maxUnavailable 0 keeps serving meanwhile).
         promoted = True
-        stable_manifest = model.deployment(obj, spec, model.stable_track(spec, promoted=True), telemetry)
+        stable_manifest = recording(model.deployment(obj, spec, model.stable_track(spec, True), telemetry), recorded)
         deployment = kube.apply(stable_manifest, live=live.get(child_key(stable_manifest)))
         dep_status = deployment.get("status") or {}
     stable = model.stable_track(spec, promoted)
@@ -247,6 +245,31 @@ def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec
             canary=canary_state,
         ),
     )
+
+
+def _apply_stable(
+    kube: KubernetesObjects,
+    obj: Manifest,
+    children: list[Manifest],
+    optional: list[tuple[str, str]],
+    owner_selector: str,
+) -> tuple[dict[ChildKey, Manifest], dict[str, Manifest], set[str]]:
+    """Prune the optional children no longer wanted, then apply the stable track's children. Reads the own kinds,
+    then only the optional kinds wanted now or recorded on the stable Deployment (``recording``). Pruning first lets
+    the record name just the kinds wanted: should the apply fail, the old record still leads the next reconcile to
+    what is left. Returns the children as read, those applied by kind, and the optional kinds recorded."""
+    namespace = obj["metadata"]["namespace"]
+    live = owned_children(kube, list(OWN_KINDS), namespace, owner_selector)
+    optional_names = {kind for _, kind in optional}
+    wanted = {c["kind"] for c in children} & optional_names
+    stable = live.get(("Deployment", obj["metadata"]["name"]))
+    live |= owned_children(kube, listed_kinds(optional, wanted, stable), namespace, owner_selector)
+    for (kind, child_name), child in live.items():
+        if kind in optional_names and kind not in wanted:
+            kube.delete(child["apiVersion"], kind, child_name, namespace=namespace)
+    children = [recording(c, wanted) if c["kind"] == "Deployment" else c for c in children]
+    applied = {c["kind"]: kube.apply(c, live=live.get(child_key(c))) for c in children}
+    return live, applied, wanted
 
 
 def _monitoring(

@@ -28,7 +28,7 @@ from plinth.operator.api.v1alpha1 import (
 from plinth.operator.builders import preview, quota
 from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
 from plinth.operator.errors import ReconcileError, Stalled, Waiting
-from plinth.operator.reconcilers import ChildKey, Outcome, child_key, owned_children
+from plinth.operator.reconcilers import ChildKey, Outcome, child_key, listed_kinds, owned_children, recording
 from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time, rollout
 from plinth.operator.reconcilers.namespacequota import owner_of, select_namespaces
 
@@ -130,9 +130,13 @@ def _reconcile(
     )
     sleeping = bool(status["sleeping"])
     desired = _children(obj, spec, sleeping, telemetry)
-    live = owned_children(kube, listed_kinds(spec, desired, current_ns), target, _owned(obj)) if current_ns else {}
-    kinds = {kind for kind, _ in live} | {child["kind"] for child in desired}
-    kube.apply(preview.namespace(obj, spec, request, kinds), live=current_ns)
+    wanted = {child["kind"] for child in desired}
+    # Nothing can be in a namespace that does not exist yet; otherwise the kinds wanted and those it records.
+    listed = listed_kinds(_pruned_kinds(spec), wanted, current_ns) if current_ns is not None else []
+    live = owned_children(kube, listed, target, _owned(obj))
+    # The record keeps kinds that will be pruned below until they are: a reconcile that stops halfway still reads them.
+    has = wanted | {kind for kind, _ in live}
+    live_ns = kube.apply(recording(preview.namespace(obj, spec, request), has), live=current_ns)
 
     if claim is not None and not any(kind == "Deployment" for kind, _ in live):
         blocked = _quota_gate(kube, target, claim, request)
@@ -148,9 +152,12 @@ def _reconcile(
 
     applied = [kube.apply(child, live=live.get(child_key(child))) for child in desired]
     _prune(kube, target, live, desired)
+    if has != wanted:  # a kind is gone entirely: the record no longer needs to name it
+        kube.apply(recording(preview.namespace(obj, spec, request), wanted), live=live_ns)
 
     status["url"] = next(iter(preview.urls(obj, spec).values()), None)
-    return _observe(kube, obj, spec, status, applied)
+    # Pods come from Deployments: with none before this reconcile there is no Pod to read yet.
+    return _observe(kube, obj, spec, status, applied, had_deployments=any(kind == "Deployment" for kind, _ in live))
 
 
 def finalize(kube: KubernetesObjects, obj: Manifest) -> bool:
@@ -344,18 +351,6 @@ def _pruned_kinds(spec: PreviewEnvironmentSpec) -> list[tuple[str, str]]:
     return kinds
 
 
-def listed_kinds(spec: PreviewEnvironmentSpec, desired: list[Manifest], namespace: Manifest) -> list[tuple[str, str]]:
-    """The kinds a reconcile reads (and prunes from): those it wants and those the namespace's record says the preview
-    still has there. Without the record (a namespace made by an older Plinth, or the annotation removed) every kind
-    is read, and the record is written."""
-    kinds = _pruned_kinds(spec)
-    recorded = (namespace["metadata"].get("annotations") or {}).get(preview.CHILD_KINDS_ANNOTATION)
-    if recorded is None:
-        return kinds
-    wanted = {child["kind"] for child in desired} | set(recorded.split(","))
-    return [(api_version, kind) for api_version, kind in kinds if kind in wanted]
-
-
 def _prune(kube: KubernetesObjects, target: str, live: dict[ChildKey, Manifest], desired: list[Manifest]) -> None:
     """Delete the children the spec no longer names."""
     wanted = {child_key(c) for c in desired}
@@ -383,11 +378,13 @@ def _observe(
     spec: PreviewEnvironmentSpec,
     status: dict[str, Any],
     applied: list[Manifest],
+    *,
+    had_deployments: bool,
 ) -> Outcome:
     target = status["namespace"]
     sleeping = bool(status["sleeping"])
     urls = preview.urls(obj, spec)
-    pods = kube.list("v1", "Pod", namespace=target, label_selector=_owned(obj)) if spec.services else []
+    pods = kube.list("v1", "Pod", namespace=target, label_selector=_owned(obj)) if had_deployments else []
     deployments = {d["metadata"]["name"]: d for d in applied if d["kind"] == "Deployment"}
     services_status = []
     waiting: list[str] = []

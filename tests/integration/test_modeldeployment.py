@@ -117,6 +117,10 @@ def test_serving_rollout_crashloop_and_scaling(cluster: Cluster, operator: Opera
     _ready_at(cluster, namespace, name, "1.6.1")
     hpa = cluster.get("-n", namespace, "hpa", name)
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+    # The stable Deployment records them: later reconciles list only the optional kinds it names (or wants).
+    record = "plinth.dev/child-kinds"
+    annotations = cluster.get("-n", namespace, "deployment", name)["metadata"]["annotations"]
+    assert annotations[record] == "HorizontalPodAutoscaler,PodDisruptionBudget"
     _apply(
         cluster, namespace, name, model={"name": "fraud-scorer", "version": "1.6.1", "uri": "s3://m/1.6.1"}, replicas=1
     )
@@ -127,6 +131,10 @@ def test_serving_rollout_crashloop_and_scaling(cluster: Cluster, operator: Opera
         lambda: cluster.kubectl("-n", namespace, "get", "pdb", name, check=False).returncode != 0, what="PDB removed"
     )
     _ready_at(cluster, namespace, name, "1.6.1")
+    wait_for(
+        lambda: cluster.get("-n", namespace, "deployment", name)["metadata"]["annotations"][record] == "",
+        what="the record follows what is left",
+    )
 
 
 def _exists(cluster: Cluster, namespace: str, kind: str, name: str) -> bool:

@@ -14,7 +14,6 @@ from plinth.operator.builders import preview
 from plinth.operator.reconcilers.previewenvironment import (
     is_expired,
     lifecycle,
-    listed_kinds,
     next_event,
     opted_in,
     quota_failure,
@@ -64,10 +63,6 @@ def test_namespace_labels_select_it_for_team_quotas_and_enforce_restricted() -> 
     assert labels[preview.OWNER_UID_LABEL] == "uid-1"
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert ns["metadata"]["annotations"][preview.QUOTA_REQUEST_ANNOTATION] == "pods=2"
-    # Always written (empty when there is nothing): a namespace without it is one an older Plinth made.
-    assert ns["metadata"]["annotations"][preview.CHILD_KINDS_ANNOTATION] == ""
-    kinds = preview.namespace(obj, parsed(obj), {}, ["Service", "Deployment", "Service"])["metadata"]["annotations"]
-    assert kinds[preview.CHILD_KINDS_ANNOTATION] == "Deployment,Service"
 
 
 def test_hosts_and_urls_per_exposed_service() -> None:
@@ -291,27 +286,3 @@ def test_quota_failure_is_read_from_replica_failure() -> None:
     }
     assert quota_failure(refused) is not None
     assert quota_failure({"status": {"conditions": [{"type": "Available", "status": "True"}]}}) is None
-
-
-def test_a_reconcile_reads_the_kinds_it_wants_and_those_the_namespace_records() -> None:
-    obj = owner()
-    spec = parsed(obj)
-    desired = [{"kind": "Deployment"}, {"kind": "Service"}]
-
-    def namespace(**annotations: str) -> dict[str, Any]:
-        return {"metadata": {"name": "preview-x", "annotations": annotations}}
-
-    recorded = namespace(**{preview.CHILD_KINDS_ANNOTATION: "Deployment,ModelDeployment,Service"})
-    assert [k for _, k in listed_kinds(spec, desired, recorded)] == ["Deployment", "Service", "ModelDeployment"]
-    # Nothing recorded beyond what is wanted: no Ingress or ModelDeployment LIST.
-    assert [k for _, k in listed_kinds(spec, desired, namespace(**{preview.CHILD_KINDS_ANNOTATION: ""}))] == [
-        "Deployment",
-        "Service",
-    ]
-    # No record at all (an older Plinth made the namespace): every kind it could have made.
-    assert [k for _, k in listed_kinds(spec, desired, namespace())] == [
-        "Deployment",
-        "Service",
-        "Ingress",
-        "ModelDeployment",
-    ]
