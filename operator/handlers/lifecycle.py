@@ -56,4 +56,5 @@ def started(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.cleanup()
 def stopping(memo: kopf.Memo, **_: Any) -> None:
     memo.healthy.clear()
-    log.info("plinth operator stopping")
+    cancelled = memo.reconciler.cancel_queued()
+    log.info(f"plinth operator stopping; {cancelled} queued reconciles cancelled (resumed on the next start)")

@@ -342,3 +342,29 @@ def test_safety_net_timers_stand_aside_for_recent_or_queued_work(setup: Any) -> 
     assert not reconciler.ran_within("uid-1", 0)
     reconciler.forget("uid-1")
     assert not reconciler.ran_within("uid-1", 15)
+
+
+def test_stopping_cancels_the_queued_reconciles_that_have_not_started(setup: Any) -> None:
+    """Otherwise the executor runs every queued reconcile before the process can exit."""
+    reconciler, _, _, _ = setup
+    release = threading.Event()
+    runs: list[str] = []
+
+    def counted(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        runs.append(obj["metadata"]["uid"])
+        return _ok(kube, obj, spec)
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        busy = executor.submit(release.wait)
+        queued = []
+        for i in range(3):
+            obj = _obj(VALID)
+            obj["metadata"]["uid"] = f"uid-{i}"
+            queued.append(reconciler.run_soon(INFO, obj, counted, executor))
+        assert reconciler.cancel_queued() == 3
+        release.set()
+        busy.result(timeout=30)
+    assert runs == []
+    assert all(f is not None and f.cancelled() for f in queued)
+    assert not any(reconciler.ran_within(f"uid-{i}", 0) for i in range(3))  # no owner is left marked queued
+    assert reconciler.cancel_queued() == 0
