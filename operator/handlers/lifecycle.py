@@ -54,7 +54,9 @@ def started(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.cleanup()
-def stopping(memo: kopf.Memo, **_: Any) -> None:
+async def stopping(memo: kopf.Memo, **_: Any) -> None:
+    """Async, so it runs on kopf's event loop at once: a sync handler would wait in the executor's queue behind the
+    very reconciles it cancels."""
     memo.healthy.clear()
     cancelled = memo.reconciler.cancel_queued()
     log.info(f"plinth operator stopping; {cancelled} queued reconciles cancelled (resumed on the next start)")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import kopf
 from plinth.operator import runtime
-from plinth.operator.handlers.lifecycle import KOPF_REQUEST_CONNECTIONS, kopf_connection_limit
+from plinth.operator.handlers.lifecycle import KOPF_REQUEST_CONNECTIONS, kopf_connection_limit, stopping
 from plinth.operator.settings import Settings
 
 
@@ -42,3 +44,8 @@ def test_kopf_connection_pool_always_has_room_beyond_its_watch_streams() -> None
     for namespaces in (0, 1, 3, 20):
         streams = streams_per_namespace * max(1, namespaces)
         assert kopf_connection_limit(namespaces) - streams >= KOPF_REQUEST_CONNECTIONS
+
+
+def test_the_cleanup_handler_runs_on_the_event_loop() -> None:
+    """It cancels the reconciles queued in the executor; as a sync handler it would itself queue behind them."""
+    assert inspect.iscoroutinefunction(stopping)
