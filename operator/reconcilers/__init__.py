@@ -39,6 +39,16 @@ def owned_children(
     return found
 
 
+def owned_pods(
+    kube: KubernetesObjects, live: dict[ChildKey, Manifest], namespace: str, selector: str
+) -> list[Manifest]:
+    """The owner's Pods (crash loops show only there). Pods come from Deployments: with none among *live*, the
+    children as read before this reconcile, there is no Pod yet and nothing is read."""
+    if not any(kind == "Deployment" for kind, _ in live):
+        return []
+    return kube.list("v1", "Pod", namespace=namespace, label_selector=selector)
+
+
 def listed_kinds(
     candidates: list[tuple[str, str]], wanted: set[str], recorder: Manifest | None
 ) -> list[tuple[str, str]]:

@@ -20,7 +20,15 @@ from plinth.operator.api.v1alpha1 import Canary, ModelDeploymentSpec, format_tim
 from plinth.operator.builders import model
 from plinth.operator.conditions import RECONCILING, STALLED, Observation
 from plinth.operator.errors import Waiting
-from plinth.operator.reconcilers import ChildKey, Outcome, child_key, listed_kinds, owned_children, recording
+from plinth.operator.reconcilers import (
+    ChildKey,
+    Outcome,
+    child_key,
+    listed_kinds,
+    owned_children,
+    owned_pods,
+    recording,
+)
 
 OWN_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))
@@ -178,9 +186,7 @@ def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec
     monitored_kinds = {c["kind"] for c in monitoring}
     optional += [api for api in (SERVICE_MONITOR, PROMETHEUS_RULE) if api[1] in monitored_kinds or kube.has_api(*api)]
     live, applied, recorded = _apply_stable(kube, obj, children, optional, owner_selector)
-    # Pods come from Deployments: with none before this reconcile there is no Pod to read yet.
-    had_deployments = any(kind == "Deployment" for kind, _ in live)
-    pods = kube.list("v1", "Pod", namespace=namespace, label_selector=owner_selector) if had_deployments else []
+    pods = owned_pods(kube, live, namespace, owner_selector)
     stable_pods = [p for p in pods if p["metadata"]["labels"].get(model.TRACK_LABEL) == "stable"]
     deployment = applied["Deployment"]
     dep_status = deployment.get("status") or {}

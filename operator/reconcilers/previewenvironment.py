@@ -28,7 +28,15 @@ from plinth.operator.api.v1alpha1 import (
 from plinth.operator.builders import preview, quota
 from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
 from plinth.operator.errors import ReconcileError, Stalled, Waiting
-from plinth.operator.reconcilers import ChildKey, Outcome, child_key, listed_kinds, owned_children, recording
+from plinth.operator.reconcilers import (
+    ChildKey,
+    Outcome,
+    child_key,
+    listed_kinds,
+    owned_children,
+    owned_pods,
+    recording,
+)
 from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time, rollout
 from plinth.operator.reconcilers.namespacequota import owner_of, select_namespaces
 
@@ -156,8 +164,7 @@ def _reconcile(
         kube.apply(recording(preview.namespace(obj, spec, request), wanted), live=live_ns)
 
     status["url"] = next(iter(preview.urls(obj, spec).values()), None)
-    # Pods come from Deployments: with none before this reconcile there is no Pod to read yet.
-    return _observe(kube, obj, spec, status, applied, had_deployments=any(kind == "Deployment" for kind, _ in live))
+    return _observe(obj, spec, status, applied, owned_pods(kube, live, target, _owned(obj)))
 
 
 def finalize(kube: KubernetesObjects, obj: Manifest) -> bool:
@@ -373,18 +380,14 @@ def quota_failure(deployment: Manifest) -> str | None:
 
 
 def _observe(
-    kube: KubernetesObjects,
     obj: Manifest,
     spec: PreviewEnvironmentSpec,
     status: dict[str, Any],
     applied: list[Manifest],
-    *,
-    had_deployments: bool,
+    pods: list[Manifest],
 ) -> Outcome:
-    target = status["namespace"]
     sleeping = bool(status["sleeping"])
     urls = preview.urls(obj, spec)
-    pods = kube.list("v1", "Pod", namespace=target, label_selector=_owned(obj)) if had_deployments else []
     deployments = {d["metadata"]["name"]: d for d in applied if d["kind"] == "Deployment"}
     services_status = []
     waiting: list[str] = []
