@@ -62,7 +62,8 @@ class Reconciler:
         self._received: dict[str, tuple[str | None, float]] = {}
         # Owners with a child-triggered reconcile queued and not started yet: it will read every child as it is then.
         self._queued: set[str] = set()
-        # Per object: when its latest reconcile finished, so safety-net timers can stand aside for recent work.
+        # Per object: when its latest reconcile finished, so time-based reconciles (schedule.py) stand aside for recent
+        # work.
         self._finished: dict[str, float] = {}
         # Reconciles queued by run_soon and not finished: cancelled at shutdown (cancel_queued).
         self._pending: set[Future[None]] = set()
@@ -82,9 +83,13 @@ class Reconciler:
         if (gone := self._ready.pop(uid, None)) is not None:
             self.metrics.resources.labels(*gone).dec()
 
-    def ran_within(self, uid: str, seconds: float) -> bool:
-        """Whether a reconcile of the object finished in the last *seconds* or one is queued to run."""
-        return uid in self._queued or time.monotonic() - self._finished.get(uid, -seconds) < seconds
+    def finished_at(self, uid: str) -> float | None:
+        """When the object's latest reconcile finished (``time.monotonic``), None if none has in this process."""
+        return self._finished.get(uid)
+
+    def queued(self, uid: str) -> bool:
+        """Whether a reconcile queued by run_soon has not started yet."""
+        return uid in self._queued
 
     def received(self, uid: str, resource_version: str | None) -> None:
         """Note when kopf handed us an event of an object (called on the event loop, before any executor wait)."""

@@ -16,12 +16,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from plinth.adapters.kubernetes import DynamicKubernetes, load_config
 from plinth.adapters.observability import PrometheusHTTP, Telemetry
+from plinth.operator import heap, tracing
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
-from plinth.operator import tracing
 from plinth.operator.builders import quota
 from plinth.operator.reconcile import Reconciler
-from plinth.operator.settings import FIELD_MANAGER, FINALIZER, MANAGED_BY, Settings
+from plinth.operator.schedule import Scheduler
+from plinth.operator.settings import DIFFBASE_ANNOTATION, FIELD_MANAGER, FINALIZER, MANAGED_BY, Settings
 
 log = logging.getLogger("plinth")
 # Deployments (and their Pods) of every Plinth kind carry this label (templates included).
@@ -110,6 +111,38 @@ def join_peering(api_client: Any, settings: Settings, *, identity: str, priority
     return [f"{g}/{v}" for g, v in served]
 
 
+class PeeringActivity(logging.Handler):
+    """Whether kopf lets this replica work. kopf pauses its watches and handlers while another replica works, but has
+    no public signal of it; it logs each change of mind at one place (kopf._core.engines.peering), which this
+    handler follows. Plinth's own loop (schedule.py) asks it before queuing anything: a paused replica's indexes no
+    longer follow the cluster, and it must not write. A standalone operator is never paused."""
+
+    LOGGER = "kopf._core.engines.peering"
+
+    def __init__(self, *, standalone: bool) -> None:
+        super().__init__(logging.INFO)
+        # Peering is mandatory when not standalone: kopf starts paused and logs when it resumes.
+        self._active = standalone
+
+    def active(self) -> bool:
+        return self._active
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Pausing "):  # "Pausing operations in favour of ...", "Pausing all operators, ..."
+            self._active = False
+        elif message.startswith("Resuming operations"):
+            self._active = True
+
+    def install(self) -> PeeringActivity:
+        """Listen to kopf's peering logger (at INFO, so pausing and resuming are logged at any PLINTH_LOG_LEVEL)."""
+        logger = logging.getLogger(self.LOGGER)
+        logger.addHandler(self)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        return self
+
+
 def _peer_cluster_wide(settings: kopf.OperatorSettings, **_: Any) -> None:
     """kopf.run() makes a namespaced operator peer per namespace (KopfPeering objects in each); Plinth always peers
     cluster-wide, as NamespaceQuota is cluster-scoped anyway: one object and one RBAC rule for every scope. Settings
@@ -133,7 +166,8 @@ def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.Operat
     s.persistence.finalizer = FINALIZER
     # Progress and diff-base in annotations under our domain: status stays ours (kstatus conditions only).
     s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="plinth.dev")
-    s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="plinth.dev", key="last-handled-spec")
+    prefix, key = DIFFBASE_ANNOTATION.split("/")
+    s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix, key=key)
     # Bound concurrency through the executor's threads only. kopf's worker_limit must stay unlimited: a per-object
     # worker waits for every indexed object while holding its slot, so with more objects of a kind than slots a
     # restarted operator would reconcile nothing (measured: 0 reconciles in 300 s over 200 objects).
@@ -165,8 +199,11 @@ def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.Operat
 
 
 def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) -> int:
+    arenas_capped = heap.limit_arenas()  # first: before any thread starts (tracing, metrics, kopf's executor)
     settings = Settings.from_env()
     plinth_logging.configure(settings.log_level)
+    if not arenas_capped:
+        log.info("malloc arenas not capped: the C library has no mallopt (not glibc)")
     if tracing.configure():
         log.info("tracing enabled (OTLP)")
     api_client = load_config()
@@ -204,8 +241,13 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         prometheus=PrometheusHTTP(settings.prometheus_url, metrics) if settings.prometheus_url else None,
     )
     operator_settings = kopf_settings(settings, standalone=standalone)
+    reconciler = Reconciler(kube, metrics, emit)
     memo = kopf.Memo(
-        reconciler=Reconciler(kube, metrics, emit),
+        reconciler=reconciler,
+        scheduler=Scheduler(
+            reconciler, resync_seconds=settings.resync_seconds, resync_per_second=settings.resync_per_second
+        ),
+        peering=PeeringActivity(standalone=standalone).install(),
         # Child events queue reconciles on kopf's own executor for sync handlers: one bound on threads.
         executor=operator_settings.execution.executor,
         children=ChildDigests(),

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 FIELD_MANAGER = "plinth"
 FINALIZER = "plinth.dev/finalizer"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "plinth"}
+# kopf's diff base (the spec it last handled, as JSON): kopf's own bookkeeping, read by kopf only.
+DIFFBASE_ANNOTATION = "plinth.dev/last-handled-spec"
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,14 @@ class Settings:
 
     watch_timeout_seconds: int = 300
     """Server-side timeout of each watch request; kopf re-establishes the watch, so silent stalls cannot last."""
+
+    resync_seconds: float = 300
+    """Each object is reconciled at least this often even when nothing changed, to repair drift of children the
+    operator does not watch (Services, Secrets, Ingresses...)."""
+
+    resync_per_second: float = 5
+    """At most this many of those resyncs a second, oldest first: over N objects each is resynced every
+    max(resync_seconds, N / resync_per_second) seconds, so the load stays flat as N grows."""
 
     workload_otlp_endpoint: str | None = None
     """OTLP endpoint injected into model servers and preview services as OTEL_EXPORTER_OTLP_ENDPOINT (with
@@ -44,6 +54,10 @@ class Settings:
     new replica never pre-empts a working one); set it (>= 0) only for a debugging operator that should pause the
     deployed replicas, never to the same value on two replicas (kopf pauses both)."""
 
+    def __post_init__(self) -> None:
+        if self.resync_seconds <= 0 or self.resync_per_second <= 0:
+            raise ValueError("PLINTH_RESYNC_SECONDS and PLINTH_RESYNC_PER_SECOND must be greater than 0")
+
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
@@ -54,6 +68,8 @@ class Settings:
             log_level=env.get("PLINTH_LOG_LEVEL", cls.log_level),
             max_workers=int(env.get("PLINTH_MAX_WORKERS", cls.max_workers)),
             watch_timeout_seconds=int(env.get("PLINTH_WATCH_TIMEOUT_SECONDS", cls.watch_timeout_seconds)),
+            resync_seconds=float(env.get("PLINTH_RESYNC_SECONDS", cls.resync_seconds)),
+            resync_per_second=float(env.get("PLINTH_RESYNC_PER_SECOND", cls.resync_per_second)),
             peering_name=env.get("PLINTH_PEERING_NAME") or cls.peering_name,
             peering_lifetime_seconds=int(env.get("PLINTH_PEERING_LIFETIME_SECONDS", cls.peering_lifetime_seconds)),
             peering_priority=int(env["PLINTH_PEERING_PRIORITY"]) if env.get("PLINTH_PEERING_PRIORITY") else None,

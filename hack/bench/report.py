@@ -84,6 +84,7 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
     out["restart_apiserver_writes"] = _get(r, "restart", "apiserver_writes_total")
     out["restart_objects"] = _get(r, "restart", "objects")
     out["restart_resumed_s"] = _get(r, "restart", "all_resumed_s")
+    out["restart_rss_at_rest_mb"] = _get(r, "restart", "rss_at_rest_mb")
     peaks = [r.get("operator_peak_rss_mb")] + [_get(w, "operator", "peak_rss_mb") for w in r.values()]
     out["peak_rss_mb"] = max((p for p in peaks if p is not None), default=None)
     out["pe_delete_s"] = _get(r, "pe_delete", "all_gone_s")
@@ -192,7 +193,8 @@ def render(data: dict[str, Any]) -> str:
         (
             f"Operator peak RSS at {n} PE" + (f" + {n} MD" if r.get("md_burst") else ""),
             f"{fmt(s['peak_rss_mb'], 0)} MB",
-            f"steady-state growth {fmt(s['steady_rss_growth_mb'], 1)} MB (last vs first minute)",
+            f"steady-state growth {fmt(s['steady_rss_growth_mb'], 1)} MB (last vs first minute);"
+            f" at rest after the restart {fmt(s['restart_rss_at_rest_mb'], 0)} MB",
             f"≤ {rss_target} MB (at 1,000)",
             v["rss"],
         ),

@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SCENARIOS = ("baseline", "pe-burst", "md-burst", "steady", "restart", "delete")
 WRITE_OPERATIONS = ("apply", "patch_status", "delete")
+# How long after a restart the operator's RSS is read "at rest": past its once-a-minute heap trim (operator/heap.py).
+AT_REST_SECONDS = 75
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -551,6 +553,10 @@ class Bench:
         result["apiserver_writes_excluding_leases_nodes_events"] = plinth_writes
         result["apiserver_writes_total"] = sum(plinth_writes.values())
         log(f"restart: resumed in {result['all_resumed_s']}, operator writes {result['operator_writes']:.0f}")
+        # At rest: what the operator keeps once the restart's peak is over (it gives freed heap back every minute).
+        await asyncio.sleep(AT_REST_SECONDS)
+        result["rss_at_rest_mb"] = self.operator.usage()[0] / 2**20
+        log(f"restart: RSS at rest {result['rss_at_rest_mb']:.0f} MB ({AT_REST_SECONDS} s later)")
         return result
 
     async def delete(self, kind: str, informer: Informer) -> dict[str, Any]:

@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import kopf
 
-# Safety-net timers (objects not Ready at their generation) look again this often, when nothing else has meanwhile.
+# Objects not Ready at their generation are reconciled again this often, when nothing else has meanwhile.
 RETRY_SECONDS = 15
 # Conditions of a Deployment that no owner's status depends on (see status_digest).
 DEPLOYMENT_PROGRESS_CONDITIONS = frozenset({"Available", "Progressing"})
 
 
 def stamp_events(resource: tuple[str, str, str]) -> None:
-    """Register an async event handler for *resource* that notes when each event reaches us, for the queue-lag metric.
-    Async, so it runs on kopf's event loop at once, before the sync reconcile waits for an executor thread."""
+    """Register an async event handler for *resource* that notes when each event reaches us, for the queue-lag metric,
+    and drops the operator's memory of an object once it is gone. Async, so it runs on kopf's event loop at once,
+    before the sync reconcile waits for an executor thread.
+
+    Gone means the DELETED event: ModelDeployment and NamespaceQuota hold no finalizer (their children are
+    garbage-collected), so kopf calls no delete handler for them."""
 
     @kopf.on.event(*resource, id=f"received-{resource[2]}")
-    async def received(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        memo.reconciler.received(body["metadata"]["uid"], body["metadata"].get("resourceVersion"))
+    async def received(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if type == "DELETED":
+            memo.reconciler.forget(body["metadata"]["uid"])
+        else:
+            memo.reconciler.received(body["metadata"]["uid"], body["metadata"].get("resourceVersion"))
 
 
-def not_ready(body: kopf.Body, **_: Any) -> bool:
+def not_ready(body: kopf.Body | Mapping[str, Any]) -> bool:
     """Not Ready for its current generation. A reconcile triggered by a child's event is not retried when it fails
-    (e.g. the API server was down); a short timer on such objects picks them up again."""
+    (e.g. the API server was down); the schedule looks at such objects again every RETRY_SECONDS."""
     status = body.get("status") or {}
     generation = body.get("metadata", {}).get("generation")
     ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import aiohttp
 import kopf
+from plinth.operator import heap
+from plinth.operator.handlers import modeldeployment, namespacequota, previewenvironment
 
 log = logging.getLogger("plinth")
 # kopf talks to the API server over its own HTTP session (watch streams, finalizer and annotation patches, Events;
@@ -47,8 +50,20 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.AiohttpSession | None:
     )
 
 
+# The kinds whose time-based reconciles the operator-wide schedule queues.
+SCHEDULED = (previewenvironment.SCHEDULED, modeldeployment.SCHEDULED, namespacequota.SCHEDULED)
+
+
 @kopf.on.startup()
-def started(memo: kopf.Memo, **_: Any) -> None:
+async def started(memo: kopf.Memo, **kwargs: Any) -> None:
+    """Starts the schedule's loop and the heap trim on kopf's event loop. kopf passes its indexes to startup handlers
+    too (empty now, filled as the watches list), by name among the keyword arguments."""
+    indices = {kind.index: kwargs[kind.index] for kind in SCHEDULED}
+    memo.background = [
+        asyncio.create_task(memo.scheduler.run(SCHEDULED, indices, memo, memo.peering.active), name="plinth schedule")
+    ]
+    if (trim := heap.malloc_trim()) is not None:
+        memo.background.append(asyncio.create_task(heap.trim_periodically(trim), name="plinth heap trim"))
     memo.healthy.set()
     log.info("plinth operator started")
 
@@ -58,5 +73,7 @@ async def stopping(memo: kopf.Memo, **_: Any) -> None:
     """Async, so it runs on kopf's event loop at once: a sync handler would wait in the executor's queue behind the
     very reconciles it cancels."""
     memo.healthy.clear()
+    for task in memo.get("background", ()):
+        task.cancel()
     cancelled = memo.reconciler.cancel_queued()
     log.info(f"plinth operator stopping; {cancelled} queued reconciles cancelled (resumed on the next start)")

@@ -1,6 +1,8 @@
-"""ModelDeployment handlers: reconcile on create/update/resume and a resync timer, and whenever its Deployment's
-rollout or readiness changes — found through an index by namespace/name. Pods are not watched (see
-``handlers.common``): crash loops are read by the reconcile, which a not-Ready object gets at least every 15 s."""
+"""ModelDeployment handlers: reconcile on create/update/resume, and whenever its Deployment's rollout or readiness
+changes — found through an index by namespace/name. Resyncs, retries and canary checks come from the operator-wide
+schedule (schedule.py) as ``timing`` asks. No delete handler and so no finalizer: children are owned and
+garbage-collected. Pods are not watched (see ``handlers.common``): crash loops are read by the
+reconcile, which a not-Ready object gets at least every RETRY_SECONDS."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import functools
 from typing import Any
 
 import kopf
+from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import model
 from plinth.operator.handlers.common import RETRY_SECONDS, not_ready, stamp_events
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import modeldeployment
+from plinth.operator.schedule import Indexed, ScheduledKind, Timing, slim
 
 
 def steps(memo: kopf.Memo) -> Steps:
@@ -25,34 +29,32 @@ RESOURCE = (GROUP, VERSION, INFO.plural)
 stamp_events(RESOURCE)
 
 
+# A canary's health gate and autoPromote.after are time-based: re-checked this often while a canary is set.
+CANARY_SECONDS = 10
+
+
+def timing(body: kopf.Body | Manifest) -> Timing:
+    """A canary is re-checked every CANARY_SECONDS; an object not Ready at its generation every RETRY_SECONDS (a
+    failed event-driven reconcile is not retried by kopf, and crash loops show only on Pods, which are not watched)."""
+    if (body.get("spec") or {}).get("canary"):
+        return Timing(every=CANARY_SECONDS)
+    return Timing(every=RETRY_SECONDS if not_ready(body) else None)
+
+
 @kopf.index(*RESOURCE)
-def modeldeployments(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+def modeldeployments(body: kopf.Body, **_: Any) -> dict[str, Indexed]:
     """Every ModelDeployment by namespace/name, so child events can find their owner."""
-    return {f"{body['metadata']['namespace']}/{body['metadata']['name']}": dict(body)}
+    return {f"{body['metadata']['namespace']}/{body['metadata']['name']}": Indexed(slim(body), timing(body))}
 
 
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-@kopf.timer(*RESOURCE, interval=300, initial_delay=300, idle=60)
 def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.run(INFO, dict(body), steps(memo))
 
 
-def _has_canary(spec: kopf.Spec, **_: Any) -> bool:
-    return bool(spec.get("canary"))
-
-
-@kopf.timer(*RESOURCE, interval=10, idle=5, when=_has_canary)
-def canary_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A canary's health gate and autoPromote.after are time-based: re-check every 10 s while one is set."""
-    memo.reconciler.run_quietly(INFO, dict(body), steps(memo))
-
-
-@kopf.on.delete(*RESOURCE, optional=True)
-def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Children are owned and garbage-collected; only in-memory state needs dropping."""
-    memo.reconciler.forget(body["metadata"]["uid"])
+SCHEDULED = ScheduledKind(INFO, "modeldeployments", steps)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={model.OWNER_LABEL: kopf.PRESENT})
@@ -63,15 +65,7 @@ async def child_changed(
     on the event loop, see ``Reconciler.run_soon``)."""
     if not type or not memo.children.changed("modeldeployment", type, body):
         return
-    index: kopf.Index[str, dict[str, Any]] = kwargs["modeldeployments"]
+    index: kopf.Index[str, Indexed] = kwargs["modeldeployments"]
     # A snapshot: kopf updates its indexes on this event loop, should anything here ever await.
-    for obj in list(index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ())):
-        memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)
-
-
-@kopf.timer(*RESOURCE, interval=RETRY_SECONDS, idle=10, when=not_ready)
-async def retry_not_ready(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Objects not Ready at their generation are looked at again every 15 s (a failed event-driven reconcile is not
-    retried by kopf), unless a reconcile ran meanwhile or is queued."""
-    if not memo.reconciler.ran_within(body["metadata"]["uid"], RETRY_SECONDS):
-        memo.reconciler.run_soon(INFO, dict(body), steps(memo), memo.executor)
+    for entry in list(index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ())):
+        memo.reconciler.run_soon(INFO, entry.obj, steps(memo), memo.executor)

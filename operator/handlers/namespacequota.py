@@ -1,39 +1,44 @@
-"""NamespaceQuota handlers: reconcile on create/update/resume, on a resync timer, and when namespaces change."""
+"""NamespaceQuota handlers: reconcile on create/update/resume and when namespaces or children change; resyncs and
+retries come from the operator-wide schedule (schedule.py). No delete handler and so no finalizer: children are owned,
+Kubernetes garbage-collects them, and their deletion events let other quotas take the namespaces over."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import kopf
+from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import quota
 from plinth.operator.handlers.common import RETRY_SECONDS, not_ready, stamp_events
 from plinth.operator.reconcilers import namespacequota
+from plinth.operator.schedule import Indexed, ScheduledKind, Timing, slim
 
 INFO = kind_info("NamespaceQuota")
 RESOURCE = (GROUP, VERSION, INFO.plural)
 stamp_events(RESOURCE)
 
 
+def timing(body: kopf.Body | Manifest) -> Timing:
+    """Not Ready at its generation: looked at again every RETRY_SECONDS (a failed event-driven reconcile is not
+    retried by kopf)."""
+    return Timing(every=RETRY_SECONDS if not_ready(body) else None)
+
+
 @kopf.index(*RESOURCE)
-def namespacequotas(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+def namespacequotas(body: kopf.Body, **_: Any) -> dict[str, Indexed]:
     """Every NamespaceQuota by name, so namespace events can find the quotas to re-evaluate."""
-    return {body["metadata"]["name"]: dict(body)}
+    return {body["metadata"]["name"]: Indexed(slim(body), timing(body))}
 
 
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-@kopf.timer(*RESOURCE, interval=300, initial_delay=300, idle=60)
 def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.run(INFO, dict(body), namespacequota.reconcile)
 
 
-@kopf.on.delete(*RESOURCE, optional=True)
-def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Children are owned, so Kubernetes garbage-collects them (their deletion events let other quotas take over
-    namespaces); only in-memory state needs dropping."""
-    memo.reconciler.forget(body["metadata"]["uid"])
+SCHEDULED = ScheduledKind(INFO, "namespacequotas", lambda memo: namespacequota.reconcile)
 
 
 @kopf.on.event("", "v1", "namespaces")
@@ -50,29 +55,21 @@ def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any
     """A child changed: repair drift at once, and rebalance the total whenever a ResourceQuota's usage moves."""
     if not type:
         return
-    index: kopf.Index[str, dict[str, Any]] = kwargs["namespacequotas"]
+    index: kopf.Index[str, Indexed] = kwargs["namespacequotas"]
     owner = labels[quota.OWNER_LABEL]
     if owner not in index:
         # Its NamespaceQuota is gone (this is the garbage collector at work): quotas that lost the namespace to it
         # may take it over now.
         _reconcile_all(memo, index)
-    for obj in list(index.get(owner, ())):
-        _run_quietly(memo, obj)
+    for entry in list(index.get(owner, ())):
+        _run_quietly(memo, entry.obj)
 
 
-def _reconcile_all(memo: kopf.Memo, index: kopf.Index[str, dict[str, Any]]) -> None:
+def _reconcile_all(memo: kopf.Memo, index: kopf.Index[str, Indexed]) -> None:
     for name in list(index):
-        for obj in list(index.get(name, ())):
-            _run_quietly(memo, obj)
+        for entry in list(index.get(name, ())):
+            _run_quietly(memo, entry.obj)
 
 
 def _run_quietly(memo: kopf.Memo, obj: dict[str, Any]) -> None:
     memo.reconciler.run_quietly(INFO, obj, namespacequota.reconcile)
-
-
-@kopf.timer(*RESOURCE, interval=RETRY_SECONDS, idle=10, when=not_ready)
-async def retry_not_ready(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Objects not Ready at their generation are looked at again every 15 s (a failed event-driven reconcile is not
-    retried by kopf), unless a reconcile ran meanwhile or is queued."""
-    if not memo.reconciler.ran_within(body["metadata"]["uid"], RETRY_SECONDS):
-        memo.reconciler.run_soon(INFO, dict(body), namespacequota.reconcile, memo.executor)

@@ -183,7 +183,13 @@ def test_defaults(helm: Path, tmp_path: Path) -> None:
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env == {"PLINTH_LOG_LEVEL": "INFO", "PLINTH_MAX_WORKERS": "20", "PLINTH_WATCH_TIMEOUT_SECONDS": "300"}
+    assert env == {
+        "PLINTH_LOG_LEVEL": "INFO",
+        "PLINTH_MAX_WORKERS": "20",
+        "PLINTH_WATCH_TIMEOUT_SECONDS": "300",
+        "PLINTH_RESYNC_SECONDS": "300",
+        "PLINTH_RESYNC_PER_SECOND": "5",
+    }
 
     service = one(objects, "Service")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]

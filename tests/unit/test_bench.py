@@ -197,7 +197,13 @@ def test_summary_reports_ratios_against_the_baseline_and_the_minimum_writes() ->
             },
             "operator": {"adapter_writes": 500, "reconciles_total": 200, "adapter_reads": 1000},
         },
-        restart={"operator_writes": 0, "apiserver_writes_total": 0, "objects": 100, "all_resumed_s": 3.0},
+        restart={
+            "operator_writes": 0,
+            "apiserver_writes_total": 0,
+            "objects": 100,
+            "all_resumed_s": 3.0,
+            "rss_at_rest_mb": 120.0,
+        },
         operator_peak_rss_mb=120.0,
     )
     summary = report.summary(data)
@@ -209,6 +215,7 @@ def test_summary_reports_ratios_against_the_baseline_and_the_minimum_writes() ->
     assert summary["verdicts"]["pe_writes_ratio"] == "met"
     assert summary["verdicts"]["restart_writes"] == "met"
     assert summary["verdicts"]["rss"] == "met"
+    assert summary["restart_rss_at_rest_mb"] == 120.0
     assert summary["verdicts"]["lag_p99"] == "n/a"  # no steady-state run: no verdict rather than a guess
     text = report.render({**data, "summary": summary})
     assert "1.40x" in text

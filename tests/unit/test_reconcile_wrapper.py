@@ -7,6 +7,7 @@ Kubernetes API (the integration tests do that against the real API server).
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -302,7 +303,7 @@ def test_child_events_coalesce_into_one_queued_reconcile(setup: Any) -> None:
         busy = executor.submit(release.wait)  # the only thread is taken: reconciles queue
         queued = [reconciler.run_soon(INFO, _obj(VALID), counted, executor) for _ in range(5)]
         assert queued[0] is not None and queued[1:] == [None] * 4  # returned at once; four coalesced
-        assert reconciler.ran_within("uid-1", 0)  # the safety-net timers see it queued
+        assert reconciler.queued("uid-1")  # the schedule sees it queued
         release.set()
         busy.result(timeout=30)
         queued[0].result(timeout=30)
@@ -331,17 +332,19 @@ def test_a_queued_reconcile_that_fails_unexpectedly_is_logged_and_unmarked(
     executor_gone = ThreadPoolExecutor(max_workers=1)
     executor_gone.shutdown()
     assert reconciler.run_soon(INFO, _obj(VALID), _ok, executor_gone) is None  # stopping: nothing queued
-    assert not reconciler.ran_within("uid-1", 0)
+    assert not reconciler.queued("uid-1")
 
 
-def test_safety_net_timers_stand_aside_for_recent_or_queued_work(setup: Any) -> None:
+def test_the_finish_of_each_reconcile_is_kept_until_the_object_is_forgotten(setup: Any) -> None:
+    """The schedule counts an object's idle time from it (resyncs and retries stand aside for recent work)."""
     reconciler, _, _, _ = setup
-    assert not reconciler.ran_within("uid-1", 15)
+    assert reconciler.finished_at("uid-1") is None
+    before = time.monotonic()
     reconciler.run(INFO, _obj(VALID), _ok)
-    assert reconciler.ran_within("uid-1", 15)
-    assert not reconciler.ran_within("uid-1", 0)
+    finished = reconciler.finished_at("uid-1")
+    assert finished is not None and before <= finished <= time.monotonic()
     reconciler.forget("uid-1")
-    assert not reconciler.ran_within("uid-1", 15)
+    assert reconciler.finished_at("uid-1") is None
 
 
 def test_stopping_cancels_the_queued_reconciles_that_have_not_started(setup: Any) -> None:
@@ -366,5 +369,5 @@ def test_stopping_cancels_the_queued_reconciles_that_have_not_started(setup: Any
         busy.result(timeout=30)
     assert runs == []
     assert all(f is not None and f.cancelled() for f in queued)
-    assert not any(reconciler.ran_within(f"uid-{i}", 0) for i in range(3))  # no owner is left marked queued
+    assert not any(reconciler.queued(f"uid-{i}") for i in range(3))  # no owner is left marked queued
     assert reconciler.cancel_queued() == 0

@@ -1,0 +1,289 @@
+"""The operator-wide schedule: which objects get a reconcile no event asked for, and when (schedule.py), what each
+kind asks for (``timing``), what an index keeps of a body (``slim``) and when a replica may queue anything at all."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from concurrent.futures import Executor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+import pytest
+from plinth.adapters.kubernetes import Manifest
+from plinth.operator import schedule
+from plinth.operator.api.v1alpha1 import KindInfo, kind_info
+from plinth.operator.handlers import lifecycle, modeldeployment, namespacequota, previewenvironment
+from plinth.operator.reconcile import Steps
+from plinth.operator.runtime import PeeringActivity
+from plinth.operator.schedule import Indexed, ScheduledKind, Scheduler, Timing, slim
+from plinth.operator.settings import Settings
+
+KIND = ScheduledKind(kind_info("NamespaceQuota"), "namespacequotas", lambda memo: _no_steps)
+
+
+def _no_steps(*_: Any) -> Any:
+    raise AssertionError("the schedule only queues")
+
+
+class FakeReconciler:
+    """The three things the schedule asks of the real Reconciler, recorded."""
+
+    def __init__(self) -> None:
+        self.finished: dict[str, float] = {}
+        self.waiting: set[str] = set()
+        self.queued_objs: list[str] = []
+        self.on_queue: Any = None
+
+    def finished_at(self, uid: str) -> float | None:
+        return self.finished.get(uid)
+
+    def queued(self, uid: str) -> bool:
+        return uid in self.waiting
+
+    def run_soon(self, info: KindInfo, obj: Manifest, steps: Steps, executor: Executor) -> None:
+        self.queued_objs.append(obj["metadata"]["uid"])
+        if self.on_queue is not None:
+            self.on_queue()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+NOTHING = Timing()
+
+
+def _entry(uid: str, timing: Timing = NOTHING, **meta: Any) -> tuple[ScheduledKind, Indexed]:
+    return KIND, Indexed({"metadata": {"uid": uid, "name": uid, **meta}}, timing)
+
+
+def _uids(due: list[tuple[ScheduledKind, Manifest]]) -> list[str]:
+    return [obj["metadata"]["uid"] for _, obj in due]
+
+
+def _scheduler(reconciler: FakeReconciler, clock: Clock, wall: Clock | None = None, **kwargs: float) -> Scheduler:
+    settings = {"resync_seconds": 300.0, "resync_per_second": 5.0, **kwargs}
+    return Scheduler(reconciler, clock=clock, wall_clock=wall or Clock(), **settings)  # type: ignore[arg-type]
+
+
+def test_an_object_is_due_every_so_often_counted_from_its_latest_reconcile() -> None:
+    reconciler, clock = FakeReconciler(), Clock()
+    scheduler = _scheduler(reconciler, clock)
+    entries = [_entry("a", Timing(every=15)), _entry("b")]
+    assert scheduler.due(entries) == []  # first seen: its resume handler reconciles it anyway
+    clock.now += 14
+    assert scheduler.due(entries) == []
+    clock.now += 1
+    assert _uids(scheduler.due(entries)) == ["a"]  # "b" asks for nothing but a resync
+    clock.now += 10
+    assert scheduler.due(entries) == []  # queued by us 10 s ago
+    reconciler.finished["a"] = clock.now + 3  # a child event's reconcile finished later than that
+    clock.now += 15
+    assert scheduler.due(entries) == []
+    clock.now += 3
+    assert _uids(scheduler.due(entries)) == ["a"]
+
+
+def test_queued_or_deleted_objects_are_left_alone() -> None:
+    reconciler, clock = FakeReconciler(), Clock()
+    scheduler = _scheduler(reconciler, clock)
+    entries = [_entry("a", Timing(every=1)), _entry("b", Timing(every=1), deletionTimestamp="2026-11-29T00:00:00Z")]
+    scheduler.due(entries)
+    reconciler.waiting.add("a")
+    clock.now += 10
+    assert scheduler.due(entries) == []
+    reconciler.waiting.clear()
+    assert _uids(scheduler.due(entries)) == ["a"]
+
+
+def test_a_moment_that_passed_is_acted_on_then_at_most_every_few_seconds() -> None:
+    reconciler, clock, wall = FakeReconciler(), Clock(), Clock()
+    scheduler = _scheduler(reconciler, clock, wall)
+    entries = [_entry("a", Timing(at=wall.now + 60))]
+    scheduler.due(entries)
+    clock.now += 59
+    wall.now += 59
+    assert scheduler.due(entries) == []
+    clock.now += 1
+    wall.now += 1
+    assert _uids(scheduler.due(entries)) == ["a"]
+    clock.now += schedule.AT_SPACING_SECONDS - 1
+    assert scheduler.due(entries) == []  # its reconcile did not move the moment (it is waiting): not every tick
+    clock.now += 1
+    assert _uids(scheduler.due(entries)) == ["a"]
+
+
+def test_resyncs_are_spread_by_the_budget_oldest_first() -> None:
+    """1,000 objects created in one burst are not all resynced at once five minutes later: at most
+    resync_per_second, oldest first, so each is resynced every max(resync_seconds, N / resync_per_second)."""
+    reconciler, clock = FakeReconciler(), Clock()
+    scheduler = _scheduler(reconciler, clock, resync_seconds=300, resync_per_second=5)
+    entries = [_entry(f"o{i:04d}") for i in range(1000)]
+    scheduler.due(entries)
+    for i in range(1000):
+        reconciler.finished[f"o{i:04d}"] = clock.now + i * 0.01  # the burst finished over 10 s, in index order
+    clock.now += 299
+    assert scheduler.due(entries) == []
+    resynced: list[str] = []
+    ticks = 0
+    while len(resynced) < 1000 and ticks < 1000:
+        clock.now += schedule.TICK_SECONDS
+        ticks += 1
+        batch = _uids(scheduler.due(entries))
+        assert len(batch) <= 5 * schedule.TICK_SECONDS
+        resynced.extend(batch)
+    assert ticks * schedule.TICK_SECONDS == 1000 / 5  # N / resync_per_second
+    assert resynced == [f"o{i:04d}" for i in range(1000)]  # oldest first, everyone once
+
+
+def test_a_paused_replica_saves_no_budget_and_objects_gone_are_forgotten() -> None:
+    reconciler, clock = FakeReconciler(), Clock()
+    scheduler = _scheduler(reconciler, clock, resync_seconds=10, resync_per_second=1)
+    entries = [_entry(f"o{i}") for i in range(20)]
+    scheduler.due(entries)
+    scheduler.pause()
+    clock.now += 3600
+    assert len(scheduler.due(entries)) == 0  # the first tick after a pause starts with no budget
+    clock.now += 100
+    assert len(scheduler.due(entries)) == max(1, int(1 * schedule.TICK_SECONDS))  # capped at one tick's worth
+    assert scheduler.due([]) == []
+    clock.now += 100
+    assert scheduler.due(entries) == []  # seen again: counts as new
+
+
+def test_slim_drops_managed_fields_and_spec_copies_and_leaves_the_body_alone() -> None:
+    body = {
+        "apiVersion": "plinth.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {
+            "name": "m",
+            "uid": "u",
+            "generation": 3,
+            "managedFields": [{"manager": "kubectl"}],
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+                "plinth.dev/last-handled-spec": "{...}",
+                "team.example/owner": "ml",
+            },
+            "labels": {"app": "m"},
+        },
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 3},
+    }
+    before = copy.deepcopy(body)
+    slimmed = slim(body)
+    assert body == before
+    assert slimmed["metadata"] == {
+        "name": "m",
+        "uid": "u",
+        "generation": 3,
+        "annotations": {"team.example/owner": "ml"},
+        "labels": {"app": "m"},
+    }
+    assert slimmed["metadata"] is not body["metadata"]
+    assert {k: v for k, v in slimmed.items() if k != "metadata"} == {k: v for k, v in body.items() if k != "metadata"}
+    del body["metadata"]["annotations"]["team.example/owner"]
+    assert "annotations" not in slim(body)["metadata"]
+
+
+def _ready(generation: int = 1) -> dict[str, Any]:
+    return {"conditions": [{"type": "Ready", "status": "True", "observedGeneration": generation}]}
+
+
+def _preview(spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    base = {"source": {"repository": "github.com/a/b", "pullRequest": 1, "commit": "a" * 40}, "team": "t", "ttl": "2h"}
+    return {"metadata": {"generation": 1}, "spec": {**base, **spec}, "status": status}
+
+
+def test_preview_timing() -> None:
+    updated = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    lifecycle_status = {
+        "lastUpdate": {"time": updated.isoformat()},
+        "expiresAt": (updated + timedelta(hours=2)).isoformat(),
+    }
+    ready = _preview({}, {**_ready(), **lifecycle_status})
+    assert previewenvironment.timing(ready) == Timing(at=(updated + timedelta(hours=2)).timestamp())
+    sleepy = _preview({"sleepAfter": "30m"}, {**_ready(), **lifecycle_status})
+    assert previewenvironment.timing(sleepy).at == (updated + timedelta(minutes=30)).timestamp()
+    copies = _preview({"secrets": [{"copyFrom": {"namespace": "ci", "name": "token"}}]}, _ready())
+    assert previewenvironment.timing(copies) == Timing(every=previewenvironment.TICK_SECONDS)
+    waiting = Timing(every=previewenvironment.TICK_SECONDS)
+    assert previewenvironment.timing(_preview({}, {})) == waiting  # not Ready yet
+    assert previewenvironment.timing(_preview({}, _ready(generation=0))) == waiting  # Ready at an older generation
+    assert previewenvironment.timing(_preview({"ttl": "forever"}, {})) == Timing()  # Stalled until the user edits it
+
+
+def test_model_and_quota_timing() -> None:
+    ready = {"metadata": {"generation": 1}, "spec": {}, "status": _ready()}
+    assert modeldeployment.timing(ready) == Timing()
+    assert modeldeployment.timing({**ready, "status": {}}) == Timing(every=15)
+    canary = {**ready, "spec": {"canary": {"weight": 10}}}
+    assert modeldeployment.timing(canary) == Timing(every=modeldeployment.CANARY_SECONDS)
+    assert namespacequota.timing(ready) == Timing()
+    assert namespacequota.timing({**ready, "metadata": {"generation": 2}}) == Timing(every=15)
+
+
+def test_every_kind_with_an_index_is_scheduled() -> None:
+    """The schedule reads each kind's index; an index renamed without its ScheduledKind would fail at start-up."""
+    registry = kopf.get_default_registry()
+    indexes = {h.id for h in registry._indexing.get_all_handlers()}  # kopf has no public list
+    assert {kind.index for kind in lifecycle.SCHEDULED} <= indexes
+    assert {kind.info.kind for kind in lifecycle.SCHEDULED} == {
+        "PreviewEnvironment",
+        "ModelDeployment",
+        "NamespaceQuota",
+    }
+
+
+def test_peering_activity_follows_kopfs_pausing_and_resuming() -> None:
+    assert PeeringActivity(standalone=True).active()
+    activity = PeeringActivity(standalone=False).install()
+    logger = logging.getLogger(PeeringActivity.LOGGER)
+    try:
+        assert not activity.active()  # kopf starts paused when peering is mandatory
+        logger.info("Resuming operations after the pause. Conflicting operators with the same priority are gone.")
+        assert activity.active()
+        logger.debug("Keep-alive in 'plinth' cluster-wide: ok.")
+        assert activity.active()
+        logger.info("Pausing operations in favour of [<Peer debug: priority=0>].")
+        assert not activity.active()
+        logger.info("Resuming operations after the pause. Conflicting operators with the same priority are gone.")
+        logger.warning("Pausing all operators, including self: [...]")
+        assert not activity.active()
+    finally:
+        logger.removeHandler(activity)
+
+
+def test_the_loop_queues_only_while_active(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schedule, "TICK_SECONDS", 0.01)
+    reconciler = FakeReconciler()
+    scheduler = Scheduler(reconciler, resync_seconds=300, resync_per_second=5)
+    index = {"a": [Indexed({"metadata": {"uid": "a", "name": "a"}}, Timing(every=0.0))]}
+    asked: list[bool] = []
+
+    def active() -> bool:
+        asked.append(len(asked) >= 5)  # a standby for five ticks, then the working replica
+        return asked[-1]
+
+    async def main() -> None:
+        queued = asyncio.Event()
+        reconciler.on_queue = queued.set
+        loop = asyncio.create_task(scheduler.run([KIND], {KIND.index: index}, kopf.Memo(executor=None), active))
+        await asyncio.wait_for(queued.wait(), timeout=30)
+        loop.cancel()
+
+    asyncio.run(main())
+    assert set(reconciler.queued_objs) == {"a"}
+    assert asked[:6] == [False] * 5 + [True]  # nothing was queued while a standby
+
+
+def test_resync_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="PLINTH_RESYNC_PER_SECOND"):
+        Settings(resync_per_second=0)
