@@ -14,6 +14,7 @@ seconds, and a burst of N creations is not followed by N resyncs at once five mi
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import logging
 import time
@@ -109,6 +110,14 @@ class Scheduler:
         self._touched: dict[str, float] = {}
         self._budget = 0.0
         self._last_tick: float | None = None
+        self._context: contextvars.Context | None = None
+
+    def adopt_context(self) -> None:
+        """Called from a kopf handler: the reconciles this loop queues run in a copy of that handler's context.
+        kopf.event (Plinth's Events) needs kopf's posting queue, which kopf sets only in the tasks that handle
+        objects, not in the task this loop runs in."""
+        if self._context is None:
+            self._context = contextvars.copy_context()
 
     def due(self, entries: Iterable[tuple[ScheduledKind, Indexed]]) -> list[tuple[ScheduledKind, Manifest]]:
         """The objects to reconcile now, given every indexed object; marks them queued."""
@@ -163,9 +172,11 @@ class Scheduler:
             if not active():
                 self.pause()
                 continue
+            if self._context is None:
+                continue  # no object has been handled yet, so none is due
             try:
                 entries = [(kind, entry) for kind in kinds for store in indices[kind.index].values() for entry in store]
                 for kind, obj in self.due(entries):
-                    self.reconciler.run_soon(kind.info, obj, kind.steps(memo), memo.executor)
+                    self._context.run(self.reconciler.run_soon, kind.info, obj, kind.steps(memo), memo.executor)
             except Exception:  # the loop must outlive any one bad tick
                 log.exception("scheduling failed; trying again at the next tick")

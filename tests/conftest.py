@@ -184,3 +184,24 @@ def kstatus_conformance(request: pytest.FixtureRequest) -> Iterator[None]:
         from tests.kstatus import assert_cluster_conforms
 
         assert_cluster_conforms(request.getfixturevalue("cluster"))
+
+
+# Operator log messages that only an unexpected error produces (a bug, never a fault the tests inject).
+UNEXPECTED_OPERATOR_ERRORS = ("queued reconcile failed", "scheduling failed")
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_operator_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that uses the session operator, its log gained no unexpected error: a reconcile queued by a
+    child event or the schedule has nobody awaiting it, so a bug there would otherwise only show in the log."""
+    if "operator" not in request.fixturenames:
+        yield
+        return
+    log: Path = request.getfixturevalue("operator").log
+    start = log.stat().st_size
+    yield
+    with log.open("rb") as f:
+        f.seek(start)
+        added = f.read().decode(errors="replace")
+    bad = [line for line in added.splitlines() if any(f'"message": "{m}"' in line for m in UNEXPECTED_OPERATOR_ERRORS)]
+    assert not bad, "\n".join(bad[:3])[:3000]

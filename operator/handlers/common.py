@@ -16,14 +16,15 @@ DEPLOYMENT_PROGRESS_CONDITIONS = frozenset({"Available", "Progressing"})
 
 def stamp_events(resource: tuple[str, str, str]) -> None:
     """Register an async event handler for *resource* that notes when each event reaches us, for the queue-lag metric,
-    and drops the operator's memory of an object once it is gone. Async, so it runs on kopf's event loop at once,
-    before the sync reconcile waits for an executor thread.
+    drops the operator's memory of an object once it is gone, and lends kopf's context to the schedule. Async, so it
+    runs on kopf's event loop at once, before the sync reconcile waits for an executor thread.
 
     Gone means the DELETED event: ModelDeployment and NamespaceQuota hold no finalizer (their children are
     garbage-collected), so kopf calls no delete handler for them."""
 
     @kopf.on.event(*resource, id=f"received-{resource[2]}")
     async def received(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        memo.scheduler.adopt_context()  # once: the schedule's reconciles need kopf's context to post Events
         if type == "DELETED":
             memo.reconciler.forget(body["metadata"]["uid"])
         else:

@@ -4,6 +4,7 @@ kind asks for (``timing``), what an index keeps of a body (``slim``) and when a 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import logging
 from concurrent.futures import Executor
@@ -21,6 +22,8 @@ from plinth.operator.runtime import PeeringActivity
 from plinth.operator.schedule import Indexed, ScheduledKind, Scheduler, Timing, slim
 from plinth.operator.settings import Settings
 
+# Stands for kopf's posting queue, which kopf sets only in the tasks that handle objects.
+HANDLER_CONTEXT: contextvars.ContextVar[str] = contextvars.ContextVar("handler_context")
 KIND = ScheduledKind(kind_info("NamespaceQuota"), "namespacequotas", lambda memo: _no_steps)
 
 
@@ -35,6 +38,7 @@ class FakeReconciler:
         self.finished: dict[str, float] = {}
         self.waiting: set[str] = set()
         self.queued_objs: list[str] = []
+        self.contexts: list[str | None] = []
         self.on_queue: Any = None
 
     def finished_at(self, uid: str) -> float | None:
@@ -45,6 +49,7 @@ class FakeReconciler:
 
     def run_soon(self, info: KindInfo, obj: Manifest, steps: Steps, executor: Executor) -> None:
         self.queued_objs.append(obj["metadata"]["uid"])
+        self.contexts.append(HANDLER_CONTEXT.get(None))
         if self.on_queue is not None:
             self.on_queue()
 
@@ -261,7 +266,8 @@ def test_peering_activity_follows_kopfs_pausing_and_resuming() -> None:
         logger.removeHandler(activity)
 
 
-def test_the_loop_queues_only_while_active(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kopf.event (Plinth's Events) fails outside kopf's handler context: the loop lends one from a handler."""
     monkeypatch.setattr(schedule, "TICK_SECONDS", 0.01)
     reconciler = FakeReconciler()
     scheduler = Scheduler(reconciler, resync_seconds=300, resync_per_second=5)
@@ -275,12 +281,20 @@ def test_the_loop_queues_only_while_active(monkeypatch: pytest.MonkeyPatch) -> N
     async def main() -> None:
         queued = asyncio.Event()
         reconciler.on_queue = queued.set
+
+        async def kopf_handler() -> None:  # what stamp_events' handler does at every event
+            HANDLER_CONTEXT.set("kopf's")
+            scheduler.adopt_context()
+
+        await asyncio.create_task(kopf_handler())
         loop = asyncio.create_task(scheduler.run([KIND], {KIND.index: index}, kopf.Memo(executor=None), active))
         await asyncio.wait_for(queued.wait(), timeout=30)
         loop.cancel()
 
     asyncio.run(main())
     assert set(reconciler.queued_objs) == {"a"}
+    assert set(reconciler.contexts) == {"kopf's"}
+    assert HANDLER_CONTEXT.get(None) is None  # the handler's context was lent, not leaked into ours
     assert asked[:6] == [False] * 5 + [True]  # nothing was queued while a standby
 
 
