@@ -154,8 +154,9 @@ class Scheduler:
         return due
 
     def pause(self) -> None:
-        """Another replica works (kopf paused this one): forget the saved-up budget, keep what was seen."""
-        self._budget, self._last_tick = 0.0, None
+        """Another replica works (kopf paused this one): forget the saved-up budget and every object. Should this
+        replica work again, kopf resumes every object (resume handlers), so each counts as seen anew."""
+        self._budget, self._last_tick, self._touched = 0.0, None, {}
 
     async def run(
         self,

@@ -155,12 +155,25 @@ def test_a_paused_replica_saves_no_budget_and_objects_gone_are_forgotten() -> No
     scheduler.due(entries)
     scheduler.pause()
     clock.now += 3600
-    assert len(scheduler.due(entries)) == 0  # the first tick after a pause starts with no budget
+    assert scheduler.due(entries) == []  # after a pause: no budget saved up
     clock.now += 100
     assert len(scheduler.due(entries)) == max(1, int(1 * schedule.TICK_SECONDS))  # capped at one tick's worth
     assert scheduler.due([]) == []
     clock.now += 100
     assert scheduler.due(entries) == []  # seen again: counts as new
+
+
+def test_after_a_pause_every_object_counts_as_seen_anew() -> None:
+    """kopf resumes every object when a paused replica works again: the loop adds nothing at that moment."""
+    reconciler, clock = FakeReconciler(), Clock()
+    scheduler = _scheduler(reconciler, clock)
+    waiting = [_entry("waiting", Timing(every=15))]
+    scheduler.due(waiting)
+    scheduler.pause()
+    clock.now += 3600
+    assert scheduler.due(waiting) == []
+    clock.now += 15
+    assert _uids(scheduler.due(waiting)) == ["waiting"]
 
 
 def test_slim_drops_managed_fields_and_spec_copies_and_leaves_the_body_alone() -> None:
