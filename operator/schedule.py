@@ -65,7 +65,7 @@ def slim(body: Mapping[str, Any], *, unread: frozenset[str] = UNREAD_ANNOTATIONS
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in unread}
     if annotations:
         metadata["annotations"] = annotations
-    return {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": metadata}
+    return {**body, "metadata": metadata}
 
 
 @dataclass(frozen=True)

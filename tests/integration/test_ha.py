@@ -67,13 +67,28 @@ def _log_entries(log: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def _reconciled(op: Operator, kind: str, name: str) -> list[str]:
-    """The results *op* logged for kind/name."""
+def _reconciles(op: Operator, kind: str, name: str) -> list[dict[str, Any]]:
+    """The "reconciled" log entries *op* wrote for kind/name."""
     return [
-        e["result"]
+        e
         for e in _log_entries(op.log)
         if e.get("message") == "reconciled" and (e.get("ref") or {}).get("kind") == kind and e["ref"]["name"] == name
     ]
+
+
+def _reconciled(op: Operator, kind: str, name: str) -> list[str]:
+    """The results *op* logged for kind/name."""
+    return [e["result"] for e in _reconciles(op, kind, name)]
+
+
+def _reconciled_times(op: Operator, kind: str, name: str) -> list[datetime]:
+    return [datetime.fromisoformat(e["time"]) for e in _reconciles(op, kind, name)]
+
+
+def _last_logged(op: Operator, text: str) -> datetime | None:
+    """When *op* last logged a message containing *text*."""
+    times = [e["time"] for e in _log_entries(op.log) if text in e.get("message", "")]
+    return datetime.fromisoformat(times[-1]) if times else None
 
 
 def _is_active(op: Operator) -> bool:
@@ -143,8 +158,7 @@ def _model(name: str, namespace: str, replicas: int) -> dict[str, Any]:
 
 def _resumed_at(op: Operator) -> datetime | None:
     """When *op* last started working (kopf's "Resuming operations" line)."""
-    times = [e["time"] for e in _log_entries(op.log) if "Resuming operations" in e.get("message", "")]
-    return datetime.fromisoformat(times[-1]) if times else None
+    return _last_logged(op, "Resuming operations")
 
 
 def _takeover(
@@ -273,19 +287,6 @@ def test_one_replica_works_and_a_standby_takes_over(
         cluster.kubectl("delete", "clusterkopfpeering", peering, "--ignore-not-found", check=False)
 
 
-def _reconciled_times(op: Operator, kind: str, name: str) -> list[datetime]:
-    return [
-        datetime.fromisoformat(e["time"])
-        for e in _log_entries(op.log)
-        if e.get("message") == "reconciled" and (e.get("ref") or {}).get("kind") == kind and e["ref"]["name"] == name
-    ]
-
-
-def _paused_at(op: Operator) -> datetime | None:
-    times = [e["time"] for e in _log_entries(op.log) if e.get("message", "").startswith("Pausing operations")]
-    return datetime.fromisoformat(times[-1]) if times else None
-
-
 def test_a_paused_replica_queues_nothing(cluster: Cluster, peering_crd: None, tmp_path: Path) -> None:
     """A working replica paused by a peer of higher priority (a debugging operator) stops its time-based reconciles
     too: its indexes no longer follow the cluster. Proven with a NamespaceQuota in Conflict, which is retried every
@@ -306,8 +307,8 @@ def test_a_paused_replica_queues_nothing(cluster: Cluster, peering_crd: None, tm
         wait_for(lambda: len(_reconciled_times(first, "NamespaceQuota", newer)) >= 2, timeout=60, what="a retry")
         debugging = Operator(cluster, tmp_path / "debugging.log", env={**_env(peering), "PLINTH_PEERING_PRIORITY": "0"})
         replicas.append(debugging)
-        wait_for(lambda: _paused_at(first) is not None, what="the first replica paused")
-        paused = _paused_at(first)
+        wait_for(lambda: _last_logged(first, "Pausing operations") is not None, what="the first replica paused")
+        paused = _last_logged(first, "Pausing operations")
         assert paused is not None
         wait_for(
             lambda: len([t for t in _reconciled_times(debugging, "NamespaceQuota", newer) if t > paused]) >= 3,
