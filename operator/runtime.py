@@ -114,8 +114,8 @@ def join_peering(api_client: Any, settings: Settings, *, identity: str, priority
 class PeeringActivity(logging.Handler):
     """Whether kopf lets this replica work. kopf pauses its watches and handlers while another replica works, but has
     no public signal of it; it logs each change of mind at one place (kopf._core.engines.peering), which this
-    handler follows. Plinth's own loop (schedule.py) asks it before queuing anything: a paused replica's indexes no
-    longer follow the cluster, and it must not write. A standalone operator is never paused."""
+    handler follows. Plinth's own loop (schedule.py) asks it before queuing anything: a paused replica's watches stop,
+    so its indexes no longer follow the cluster, and it must not write. A standalone operator is never paused."""
 
     LOGGER = "kopf._core.engines.peering"
 
@@ -168,9 +168,9 @@ def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.Operat
     s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="plinth.dev")
     prefix, key = DIFFBASE_ANNOTATION.split("/")
     s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix, key=key)
-    # Bound concurrency through the executor's threads only. kopf's worker_limit must stay unlimited: a per-object
-    # worker waits for every indexed object while holding its slot, so with more objects of a kind than slots a
-    # restarted operator would reconcile nothing (measured: 0 reconciles in 300 s over 200 objects).
+    # Bound concurrency through the executor's threads only; kopf's per-object workers are asyncio tasks. (While
+    # Plinth used kopf indexes, kopf's worker_limit deadlocked a restart over more objects than slots: each worker
+    # waited for every indexed object while holding its slot.)
     s.execution.max_workers = settings.max_workers
     # Server-side watch timeouts: watches are re-opened regularly, so a silently dead connection cannot stall us.
     s.watching.server_timeout = settings.watch_timeout_seconds
@@ -179,8 +179,7 @@ def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.Operat
     # The initial LIST of each watched kind in one request, never in pages: kopf fetches the next page only as fast
     # as its busy event loop gets to it, and a continue token expires with the API server's compaction (5 minutes).
     # Restarted over 5,000 + 5,000 objects, the namespace LIST outlived its token, kopf's watcher failed on the 410
-    # and took the operator down. Paging did not lower the restart peak either: kopf holds every listed object's
-    # event until all indexes are complete.
+    # and took the operator down.
     s.watching.chunk_size = None
     # Events are posted by Plinth on change/failure/recovery only; kopf's own per-handler chatter stays in logs.
     s.posting.level = logging.WARNING

@@ -1,5 +1,5 @@
 """Reconciles that no event asks for (resync, retries of objects not Ready, canary gates, sleep and expiry), queued by
-one loop over kopf's indexes.
+one loop over Plinth's indexes (index.py).
 
 They used to be kopf timers. kopf runs one asyncio task per object and timer, and for every object of a kind with any
 timer it keeps the object's whole latest body (managedFields and kubectl's last-applied copy included) for as long as
@@ -18,15 +18,15 @@ import contextvars
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import KindInfo
+from plinth.operator.index import Index, Indexed
 from plinth.operator.reconcile import Steps
-from plinth.operator.settings import DIFFBASE_ANNOTATION
 
 log = logging.getLogger("plinth.schedule")
 # How often the loop looks at every object: the resolution of every time-based reconcile below.
@@ -34,46 +34,14 @@ TICK_SECONDS = 2.0
 # A wall-clock moment (sleep, expiry) that has passed is acted on at most this often: if its reconcile did not move
 # it (it failed, or is waiting for something), retrying at every tick would only add load.
 AT_SPACING_SECONDS = 5.0
-# Copies of a spec, kept by kubectl and by kopf for their own diffs; no reconcile reads them.
-UNREAD_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration", DIFFBASE_ANNOTATION})
-
-
-@dataclass(frozen=True)
-class Timing:
-    """When an object wants a reconcile without an event, worked out from its body once per event (at indexing)."""
-
-    every: float | None = None
-    """Again this many seconds after its latest reconcile: not Ready yet, a canary's health gate, copied Secrets."""
-    at: float | None = None
-    """At this wall-clock time (epoch seconds): a preview falling asleep or expiring."""
-
-
-@dataclass(frozen=True)
-class Indexed:
-    """A kopf index value: the object as its reconcile reads it, and when it wants one without an event."""
-
-    obj: Manifest
-    timing: Timing
-
-
-def slim(body: Mapping[str, Any], *, unread: frozenset[str] = UNREAD_ANNOTATIONS) -> Manifest:
-    """*body* without managedFields and the annotations in *unread*: often more than half of an object's size, and
-    an index holds its value until the next event. New top-level and metadata dicts, so kopf's raw event body (and
-    its managedFields) is freed once kopf is done with it; spec and status are shared, as nothing mutates them."""
-    meta = body["metadata"]
-    metadata = {k: v for k, v in meta.items() if k not in ("managedFields", "annotations")}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in unread}
-    if annotations:
-        metadata["annotations"] = annotations
-    return {**body, "metadata": metadata}
 
 
 @dataclass(frozen=True)
 class ScheduledKind:
-    """A kind the loop looks after: its kopf index (values are ``Indexed``) and how to reconcile it."""
+    """A kind the loop looks after: its index and how to reconcile it."""
 
     info: KindInfo
-    index: str
+    index: Index
     steps: Callable[[Any], Steps]
     """The kind's reconcile steps, given kopf's memo (they take what workloads get from the configuration)."""
 
@@ -161,22 +129,24 @@ class Scheduler:
     async def run(
         self,
         kinds: Iterable[ScheduledKind],
-        indices: Mapping[str, Any],
         memo: Any,
         active: Callable[[], bool],
     ) -> None:
-        """The loop, on kopf's event loop until cancelled. *indices* are kopf's (live) indexes by name; while
-        *active* says no (a standby replica), nothing is queued: its indexes stop following the cluster."""
+        """The loop, on kopf's event loop until cancelled. While *active* says no (a standby replica), nothing is
+        queued and the indexes are emptied: kopf stops the watches, so they would no longer follow the cluster, and
+        lists every object again when this replica works again."""
         kinds = tuple(kinds)
         while True:
             await asyncio.sleep(TICK_SECONDS)
             if not active():
                 self.pause()
+                for kind in kinds:
+                    kind.index.clear()
                 continue
             if self._context is None:
                 continue  # no object has been handled yet, so none is due
             try:
-                entries = [(kind, entry) for kind in kinds for store in indices[kind.index].values() for entry in store]
+                entries = [(kind, entry) for kind in kinds for entry in kind.index]
                 for kind, obj in self.due(entries):
                     self._context.run(self.reconciler.run_soon, kind.info, obj, kind.steps(memo), memo.executor)
             except Exception:  # the loop must outlive any one bad tick

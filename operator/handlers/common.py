@@ -7,6 +7,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import kopf
+from plinth.operator.index import Index
 
 # Objects not Ready at their generation are reconciled again this often, when nothing else has meanwhile.
 RETRY_SECONDS = 15
@@ -14,10 +15,11 @@ RETRY_SECONDS = 15
 DEPLOYMENT_PROGRESS_CONDITIONS = frozenset({"Available", "Progressing"})
 
 
-def stamp_events(resource: tuple[str, str, str]) -> None:
-    """Register an async event handler for *resource* that notes when each event reaches us, for the queue-lag metric,
-    drops the operator's memory of an object once it is gone, and lends kopf's context to the schedule. Async, so it
-    runs on kopf's event loop at once, before the sync reconcile waits for an executor thread.
+def follow(resource: tuple[str, str, str], index: Index) -> None:
+    """Register an async event handler for *resource* that keeps *index* (see index.py) following the watch, notes
+    when each event reaches us (for the queue-lag metric), drops the operator's memory of an object once it is gone,
+    and lends kopf's context to the schedule. Async, so it runs on kopf's event loop at once, before the object's own
+    (sync) handlers: a resumed or created object is indexed before its first reconcile.
 
     Gone means the DELETED event: ModelDeployment and NamespaceQuota hold no finalizer (their children are
     garbage-collected), so kopf calls no delete handler for them."""
@@ -25,10 +27,13 @@ def stamp_events(resource: tuple[str, str, str]) -> None:
     @kopf.on.event(*resource, id=f"received-{resource[2]}")
     async def received(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         memo.scheduler.adopt_context()  # once: the schedule's reconciles need kopf's context to post Events
+        uid = body["metadata"]["uid"]
         if type == "DELETED":
-            memo.reconciler.forget(body["metadata"]["uid"])
+            index.drop(uid)
+            memo.reconciler.forget(uid)
         else:
-            memo.reconciler.received(body["metadata"]["uid"], body["metadata"].get("resourceVersion"))
+            index.put(body)
+            memo.reconciler.received(uid, body["metadata"].get("resourceVersion"))
 
 
 def not_ready(body: kopf.Body | Mapping[str, Any]) -> bool:

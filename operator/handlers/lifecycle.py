@@ -55,12 +55,10 @@ SCHEDULED = (previewenvironment.SCHEDULED, modeldeployment.SCHEDULED, namespaceq
 
 
 @kopf.on.startup()
-async def started(memo: kopf.Memo, **kwargs: Any) -> None:
-    """Starts the schedule's loop and the heap trim on kopf's event loop. kopf passes its indexes to startup handlers
-    too (empty now, filled as the watches list), by name among the keyword arguments."""
-    indices = {kind.index: kwargs[kind.index] for kind in SCHEDULED}
+async def started(memo: kopf.Memo, **_: Any) -> None:
+    """Starts the schedule's loop and the heap trim on kopf's event loop."""
     memo.background = [
-        asyncio.create_task(memo.scheduler.run(SCHEDULED, indices, memo, memo.peering.active), name="plinth schedule")
+        asyncio.create_task(memo.scheduler.run(SCHEDULED, memo, memo.peering.active), name="plinth schedule")
     ]
     if (trim := heap.malloc_trim()) is not None:
         memo.background.append(asyncio.create_task(heap.trim_periodically(trim), name="plinth heap trim"))

@@ -13,10 +13,11 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import model
-from plinth.operator.handlers.common import RETRY_SECONDS, not_ready, stamp_events
+from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready
+from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import modeldeployment
-from plinth.operator.schedule import Indexed, ScheduledKind, Timing, slim
+from plinth.operator.schedule import ScheduledKind
 
 
 def steps(memo: kopf.Memo) -> Steps:
@@ -26,7 +27,6 @@ def steps(memo: kopf.Memo) -> Steps:
 
 INFO = kind_info("ModelDeployment")
 RESOURCE = (GROUP, VERSION, INFO.plural)
-stamp_events(RESOURCE)
 
 
 # A canary's health gate and autoPromote.after are time-based: re-checked this often while a canary is set.
@@ -41,10 +41,13 @@ def timing(body: kopf.Body | Manifest) -> Timing:
     return Timing(every=RETRY_SECONDS if not_ready(body) else None)
 
 
-@kopf.index(*RESOURCE)
-def modeldeployments(body: kopf.Body, **_: Any) -> dict[str, Indexed]:
-    """Every ModelDeployment by namespace/name, so child events can find their owner."""
-    return {f"{body['metadata']['namespace']}/{body['metadata']['name']}": Indexed(slim(body), timing(body))}
+def _namespaced_name(obj: Manifest) -> str:
+    return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+
+# Every ModelDeployment by namespace/name, so events of its Deployment find it.
+INDEX = Index(key=_namespaced_name, timing=timing)
+follow(RESOURCE, INDEX)
 
 
 @kopf.on.resume(*RESOURCE)
@@ -54,18 +57,16 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.run(INFO, dict(body), steps(memo))
 
 
-SCHEDULED = ScheduledKind(INFO, "modeldeployments", steps)
+SCHEDULED = ScheduledKind(INFO, INDEX, steps)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={model.OWNER_LABEL: kopf.PRESENT})
 async def child_changed(
-    type: str, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **kwargs: Any
+    type: str, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
     """Rollout progress and readiness show up on the Deployment first: re-evaluate the owner (filtered and coalesced
     on the event loop, see ``Reconciler.run_soon``)."""
     if not type or not memo.children.changed("modeldeployment", type, body):
         return
-    index: kopf.Index[str, Indexed] = kwargs["modeldeployments"]
-    # A snapshot: kopf updates its indexes on this event loop, should anything here ever await.
-    for entry in list(index.get(f"{namespace}/{labels[model.OWNER_LABEL]}", ())):
-        memo.reconciler.run_soon(INFO, entry.obj, steps(memo), memo.executor)
+    for obj in INDEX.get(f"{namespace}/{labels[model.OWNER_LABEL]}"):
+        memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)

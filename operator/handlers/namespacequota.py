@@ -10,13 +10,13 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import quota
-from plinth.operator.handlers.common import RETRY_SECONDS, not_ready, stamp_events
+from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready
+from plinth.operator.index import Index, Timing
 from plinth.operator.reconcilers import namespacequota
-from plinth.operator.schedule import Indexed, ScheduledKind, Timing, slim
+from plinth.operator.schedule import ScheduledKind
 
 INFO = kind_info("NamespaceQuota")
 RESOURCE = (GROUP, VERSION, INFO.plural)
-stamp_events(RESOURCE)
 
 
 def timing(body: kopf.Body | Manifest) -> Timing:
@@ -25,10 +25,9 @@ def timing(body: kopf.Body | Manifest) -> Timing:
     return Timing(every=RETRY_SECONDS if not_ready(body) else None)
 
 
-@kopf.index(*RESOURCE)
-def namespacequotas(body: kopf.Body, **_: Any) -> dict[str, Indexed]:
-    """Every NamespaceQuota by name, so namespace events can find the quotas to re-evaluate."""
-    return {body["metadata"]["name"]: Indexed(slim(body), timing(body))}
+# Every NamespaceQuota by name, so namespace and child events find the quotas to re-evaluate.
+INDEX = Index(key=lambda obj: obj["metadata"]["name"], timing=timing)
+follow(RESOURCE, INDEX)
 
 
 @kopf.on.resume(*RESOURCE)
@@ -38,37 +37,35 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.run(INFO, dict(body), namespacequota.reconcile)
 
 
-SCHEDULED = ScheduledKind(INFO, "namespacequotas", lambda memo: namespacequota.reconcile)
+SCHEDULED = ScheduledKind(INFO, INDEX, lambda memo: namespacequota.reconcile)
 
 
 @kopf.on.event("", "v1", "namespaces")
-def namespace_changed(type: str, memo: kopf.Memo, **kwargs: Any) -> None:
+def namespace_changed(type: str, memo: kopf.Memo, **_: Any) -> None:
     """A namespace appeared, changed labels or went away: re-evaluate every NamespaceQuota at once (no resync wait)."""
     if type:  # None is the initial listing: resume handlers cover it
-        _reconcile_all(memo, kwargs["namespacequotas"])  # kopf passes every index by its name
+        _reconcile_all(memo)
 
 
 @kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "limitranges", labels={quota.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={quota.OWNER_LABEL: kopf.PRESENT})
-def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
     """A child changed: repair drift at once, and rebalance the total whenever a ResourceQuota's usage moves."""
     if not type:
         return
-    index: kopf.Index[str, Indexed] = kwargs["namespacequotas"]
     owner = labels[quota.OWNER_LABEL]
-    if owner not in index:
+    if owner not in INDEX:
         # Its NamespaceQuota is gone (this is the garbage collector at work): quotas that lost the namespace to it
         # may take it over now.
-        _reconcile_all(memo, index)
-    for entry in list(index.get(owner, ())):
+        _reconcile_all(memo)
+    for obj in INDEX.get(owner):
+        _run_quietly(memo, obj)
+
+
+def _reconcile_all(memo: kopf.Memo) -> None:
+    for entry in INDEX:
         _run_quietly(memo, entry.obj)
-
-
-def _reconcile_all(memo: kopf.Memo, index: kopf.Index[str, Indexed]) -> None:
-    for name in list(index):
-        for entry in list(index.get(name, ())):
-            _run_quietly(memo, entry.obj)
 
 
 def _run_quietly(memo: kopf.Memo, obj: dict[str, Any]) -> None:

@@ -11,10 +11,11 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, PreviewEnvironmentSpec, kind_info
 from plinth.operator.builders import preview, quota
-from plinth.operator.handlers.common import not_ready, stamp_events
+from plinth.operator.handlers.common import follow, not_ready
+from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import previewenvironment
-from plinth.operator.schedule import Indexed, ScheduledKind, Timing, slim
+from plinth.operator.schedule import ScheduledKind
 
 
 def steps(memo: kopf.Memo) -> Steps:
@@ -24,7 +25,6 @@ def steps(memo: kopf.Memo) -> Steps:
 
 INFO = kind_info("PreviewEnvironment")
 RESOURCE = (GROUP, VERSION, INFO.plural)
-stamp_events(RESOURCE)
 TICK_SECONDS = 30
 
 
@@ -44,10 +44,9 @@ def timing(body: kopf.Body | Manifest) -> Timing:
     return Timing(every=TICK_SECONDS if copies or not_ready(body) else None, at=at)
 
 
-@kopf.index(*RESOURCE)
-def previews_by_namespace(body: kopf.Body, **_: Any) -> dict[str, Indexed]:
-    """Every PreviewEnvironment by the namespace it runs in, so events of its children find it."""
-    return {preview.namespace_name(dict(body)): Indexed(slim(body), timing(body))}
+# Every PreviewEnvironment by the namespace it runs in, so events of its children find it.
+INDEX = Index(key=preview.namespace_name, timing=timing)
+follow(RESOURCE, INDEX)
 
 
 @kopf.on.resume(*RESOURCE)
@@ -57,7 +56,7 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler.run(INFO, dict(body), steps(memo))
 
 
-SCHEDULED = ScheduledKind(INFO, "previews_by_namespace", steps)
+SCHEDULED = ScheduledKind(INFO, INDEX, steps)
 
 
 @kopf.on.delete(*RESOURCE)
@@ -71,14 +70,12 @@ def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("apps", "v1", "deployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event(GROUP, VERSION, "modeldeployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
-async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Readiness, quota refusals and NamespaceQuota's reservation show up on children first (crash loops: see
     ``timing``). Async: the filter and the coalescing run on the event loop, so only a reconcile that will happen
     takes a thread."""
     if not type or namespace is None or not memo.children.changed("previewenvironment", type, body):
         return
-    index: kopf.Index[str, Indexed] = kwargs["previews_by_namespace"]
-    # A snapshot: kopf updates its indexes on this event loop, should anything here ever await.
-    for entry in list(index.get(namespace, ())):
-        if not entry.obj["metadata"].get("deletionTimestamp"):
-            memo.reconciler.run_soon(INFO, entry.obj, steps(memo), memo.executor)
+    for obj in INDEX.get(namespace):
+        if not obj["metadata"].get("deletionTimestamp"):
+            memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)

@@ -1,11 +1,10 @@
 """The operator-wide schedule: which objects get a reconcile no event asked for, and when (schedule.py), what each
-kind asks for (``timing``), what an index keeps of a body (``slim``) and when a replica may queue anything at all."""
+kind asks for (``timing``) and when a replica may queue anything at all."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import copy
 import logging
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
@@ -17,14 +16,19 @@ from plinth.adapters.kubernetes import Manifest
 from plinth.operator import schedule
 from plinth.operator.api.v1alpha1 import KindInfo, kind_info
 from plinth.operator.handlers import lifecycle, modeldeployment, namespacequota, previewenvironment
+from plinth.operator.index import Index, Indexed, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.runtime import PeeringActivity
-from plinth.operator.schedule import Indexed, ScheduledKind, Scheduler, Timing, slim
+from plinth.operator.schedule import ScheduledKind, Scheduler
 from plinth.operator.settings import Settings
 
 # Stands for kopf's posting queue, which kopf sets only in the tasks that handle objects.
 HANDLER_CONTEXT: contextvars.ContextVar[str] = contextvars.ContextVar("handler_context")
-KIND = ScheduledKind(kind_info("NamespaceQuota"), "namespacequotas", lambda memo: _no_steps)
+KIND = ScheduledKind(
+    kind_info("NamespaceQuota"),
+    Index(key=lambda obj: obj["metadata"]["name"], timing=lambda obj: Timing()),
+    lambda memo: _no_steps,
+)
 
 
 def _no_steps(*_: Any) -> Any:
@@ -176,41 +180,6 @@ def test_after_a_pause_every_object_counts_as_seen_anew() -> None:
     assert _uids(scheduler.due(waiting)) == ["waiting"]
 
 
-def test_slim_drops_managed_fields_and_spec_copies_and_leaves_the_body_alone() -> None:
-    body = {
-        "apiVersion": "plinth.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {
-            "name": "m",
-            "uid": "u",
-            "generation": 3,
-            "managedFields": [{"manager": "kubectl"}],
-            "annotations": {
-                "kubectl.kubernetes.io/last-applied-configuration": "{...}",
-                "plinth.dev/last-handled-spec": "{...}",
-                "team.example/owner": "ml",
-            },
-            "labels": {"app": "m"},
-        },
-        "spec": {"replicas": 2},
-        "status": {"observedGeneration": 3},
-    }
-    before = copy.deepcopy(body)
-    slimmed = slim(body)
-    assert body == before
-    assert slimmed["metadata"] == {
-        "name": "m",
-        "uid": "u",
-        "generation": 3,
-        "annotations": {"team.example/owner": "ml"},
-        "labels": {"app": "m"},
-    }
-    assert slimmed["metadata"] is not body["metadata"]
-    assert {k: v for k, v in slimmed.items() if k != "metadata"} == {k: v for k, v in body.items() if k != "metadata"}
-    del body["metadata"]["annotations"]["team.example/owner"]
-    assert "annotations" not in slim(body)["metadata"]
-
-
 def _ready(generation: int = 1) -> dict[str, Any]:
     return {"conditions": [{"type": "Ready", "status": "True", "observedGeneration": generation}]}
 
@@ -248,11 +217,11 @@ def test_model_and_quota_timing() -> None:
     assert namespacequota.timing({**ready, "metadata": {"generation": 2}}) == Timing(every=15)
 
 
-def test_every_kind_with_an_index_is_scheduled() -> None:
-    """The schedule reads each kind's index; an index renamed without its ScheduledKind would fail at start-up."""
+def test_every_kind_is_scheduled_and_kopf_keeps_no_index() -> None:
+    """A kopf index would make every object's handlers wait until every indexed object is listed, with work growing
+    with the square of the objects (index.py): Plinth keeps its indexes itself."""
     registry = kopf.get_default_registry()
-    indexes = {h.id for h in registry._indexing.get_all_handlers()}  # kopf has no public list
-    assert {kind.index for kind in lifecycle.SCHEDULED} <= indexes
+    assert registry._indexing.get_all_handlers() == []  # kopf has no public list
     assert {kind.info.kind for kind in lifecycle.SCHEDULED} == {
         "PreviewEnvironment",
         "ModelDeployment",
@@ -280,27 +249,35 @@ def test_peering_activity_follows_kopfs_pausing_and_resuming() -> None:
 
 
 def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkeypatch: pytest.MonkeyPatch) -> None:
-    """kopf.event (Plinth's Events) fails outside kopf's handler context: the loop lends one from a handler."""
+    """kopf.event (Plinth's Events) fails outside kopf's handler context: the loop lends one from a handler. A standby
+    replica's indexes are emptied (its watches stop; kopf lists everything again when it resumes)."""
     monkeypatch.setattr(schedule, "TICK_SECONDS", 0.01)
     reconciler = FakeReconciler()
     scheduler = Scheduler(reconciler, resync_seconds=300, resync_per_second=5)
-    index = {"a": [Indexed({"metadata": {"uid": "a", "name": "a"}}, Timing(every=0.0))]}
+    index = Index(key=lambda obj: obj["metadata"]["name"], timing=lambda obj: Timing(every=0.0))
+    kind = ScheduledKind(KIND.info, index, KIND.steps)
+    listed = {"metadata": {"uid": "a", "name": "a"}}
+    index.put(listed)  # listed before peering paused this replica
     asked: list[bool] = []
+    sizes: list[int] = []
 
     def active() -> bool:
+        sizes.append(len(index))
         asked.append(len(asked) >= 5)  # a standby for five ticks, then the working replica
+        if asked[-1] and not index:
+            index.put(listed)  # kopf's listing as it resumes
         return asked[-1]
 
     async def main() -> None:
         queued = asyncio.Event()
         reconciler.on_queue = queued.set
 
-        async def kopf_handler() -> None:  # what stamp_events' handler does at every event
+        async def kopf_handler() -> None:  # what follow()'s handler does at every event
             HANDLER_CONTEXT.set("kopf's")
             scheduler.adopt_context()
 
         await asyncio.create_task(kopf_handler())
-        loop = asyncio.create_task(scheduler.run([KIND], {KIND.index: index}, kopf.Memo(executor=None), active))
+        loop = asyncio.create_task(scheduler.run([kind], kopf.Memo(executor=None), active))
         await asyncio.wait_for(queued.wait(), timeout=30)
         loop.cancel()
 
@@ -309,6 +286,7 @@ def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkey
     assert set(reconciler.contexts) == {"kopf's"}
     assert HANDLER_CONTEXT.get(None) is None  # the handler's context was lent, not leaked into ours
     assert asked[:6] == [False] * 5 + [True]  # nothing was queued while a standby
+    assert sizes[:6] == [1, 0, 0, 0, 0, 0]  # the index was emptied at the first tick as a standby
 
 
 def test_resync_settings_are_checked() -> None:
