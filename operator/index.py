@@ -31,6 +31,9 @@ class Timing:
     """Again this many seconds after its latest reconcile: not Ready yet, a canary's health gate, copied Secrets."""
     at: float | None = None
     """At this wall-clock time (epoch seconds): a preview falling asleep or expiring."""
+    waiting: bool = False
+    """``every`` retries an object that waits to become Ready: the longer it has waited, the less often (see
+    ``schedule.retry_interval``)."""
 
 
 @dataclass(frozen=True)

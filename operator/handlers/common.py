@@ -38,7 +38,8 @@ def follow(resource: tuple[str, str, str], index: Index) -> None:
 
 def not_ready(body: kopf.Body | Mapping[str, Any]) -> bool:
     """Not Ready for its current generation. A reconcile triggered by a child's event is not retried when it fails
-    (e.g. the API server was down); the schedule looks at such objects again every RETRY_SECONDS."""
+    (e.g. the API server was down); the schedule looks at such objects again, every RETRY_SECONDS at first and less
+    often the longer they wait (``schedule.retry_interval``)."""
     status = body.get("status") or {}
     generation = body.get("metadata", {}).get("generation")
     ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
@@ -50,7 +51,7 @@ def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:
     rollout bookkeeping, the quota controller counting usage) need no reconcile of the owner: most child events.
 
     Pods are not watched at all: readiness reaches the owner through its Deployment's counts, and crash loops (the
-    one thing only a Pod shows) are read by the reconcile that every object not Ready gets within RETRY_SECONDS.
+    one thing only a Pod shows) are read by the retries that every object not Ready gets from the schedule.
     Watching them cost the largest share of the operator's memory (every Pod's full body, managedFields included,
     held while its events queue) and of its event handling in a burst (several events per Pod start)."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}

@@ -2,7 +2,7 @@
 changes — found through an index by namespace/name. Resyncs, retries and canary checks come from the operator-wide
 schedule (schedule.py) as ``timing`` asks. No delete handler and so no finalizer: children are owned and
 garbage-collected. Pods are not watched (see ``handlers.common``): crash loops are read by the
-reconcile, which a not-Ready object gets at least every RETRY_SECONDS."""
+retries a not-Ready object gets from the schedule."""
 
 from __future__ import annotations
 
@@ -34,11 +34,12 @@ CANARY_SECONDS = 10
 
 
 def timing(body: kopf.Body | Manifest) -> Timing:
-    """A canary is re-checked every CANARY_SECONDS; an object not Ready at its generation every RETRY_SECONDS (a
-    failed event-driven reconcile is not retried by kopf, and crash loops show only on Pods, which are not watched)."""
+    """A canary is re-checked every CANARY_SECONDS; an object not Ready at its generation is retried from
+    RETRY_SECONDS on, less often the longer it waits (a failed event-driven reconcile is not retried by kopf, and crash
+    loops show only on Pods, which are not watched)."""
     if (body.get("spec") or {}).get("canary"):
         return Timing(every=CANARY_SECONDS)
-    return Timing(every=RETRY_SECONDS if not_ready(body) else None)
+    return Timing(every=RETRY_SECONDS, waiting=True) if not_ready(body) else Timing()
 
 
 def _namespaced_name(obj: Manifest) -> str:

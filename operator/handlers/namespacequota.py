@@ -20,9 +20,9 @@ RESOURCE = (GROUP, VERSION, INFO.plural)
 
 
 def timing(body: kopf.Body | Manifest) -> Timing:
-    """Not Ready at its generation: looked at again every RETRY_SECONDS (a failed event-driven reconcile is not
-    retried by kopf)."""
-    return Timing(every=RETRY_SECONDS if not_ready(body) else None)
+    """Not Ready at its generation: retried from RETRY_SECONDS on, less often the longer it waits (a failed
+    event-driven reconcile is not retried by kopf)."""
+    return Timing(every=RETRY_SECONDS, waiting=True) if not_ready(body) else Timing()
 
 
 # Every NamespaceQuota by name, so namespace and child events find the quotas to re-evaluate.

@@ -30,9 +30,10 @@ TICK_SECONDS = 30
 
 def timing(body: kopf.Body | Manifest) -> Timing:
     """Sleep and expiry are due at a time, not on an event. Every TICK_SECONDS: a preview that copies Secrets (they
-    follow their source; the operator may not watch Secrets), and one not Ready (waiting for quota or a Secret, or its
-    Pods crash-looping: Pods are not watched). Not RETRY_SECONDS as for the other kinds: a preview waits for several
-    Deployments, whose events reconcile it anyway; in a slow burst a 15 s retry only added reconciles."""
+    follow their source; the operator may not watch Secrets). From TICK_SECONDS on, less often the longer it waits:
+    one not Ready (waiting for quota or a Secret, or its Pods crash-looping: Pods are not watched). Not RETRY_SECONDS
+    as for the other kinds: a preview waits for several Deployments, whose events reconcile it anyway; in a slow
+    burst a 15 s retry only added reconciles."""
     status = dict(body.get("status") or {})
     try:
         spec = PreviewEnvironmentSpec.model_validate(dict(body.get("spec") or {}))
@@ -41,7 +42,8 @@ def timing(body: kopf.Body | Manifest) -> Timing:
     due = previewenvironment.next_event(spec, status)
     at = due.timestamp() if due is not None else None
     copies = any(s.copy_from is not None for s in spec.secrets)
-    return Timing(every=TICK_SECONDS if copies or not_ready(body) else None, at=at)
+    waiting = not_ready(body)
+    return Timing(every=TICK_SECONDS if copies or waiting else None, at=at, waiting=waiting and not copies)
 
 
 # Every PreviewEnvironment by the namespace it runs in, so events of its children find it.

@@ -290,7 +290,7 @@ def test_one_replica_works_and_a_standby_takes_over(
 def test_a_paused_replica_queues_nothing(cluster: Cluster, peering_crd: None, tmp_path: Path) -> None:
     """A working replica paused by a peer of higher priority (a debugging operator) stops its time-based reconciles
     too: its indexes no longer follow the cluster. Proven with a NamespaceQuota in Conflict, which is retried every
-    15 s: once the first replica has paused, only the new one retries it."""
+    15 s at first: once the first replica has paused, only the new one retries it."""
     peering = f"plinth-ha-{uuid.uuid4().hex[:6]}"
     team = f"team-{uuid.uuid4().hex[:6]}"
     namespace = f"ha-{uuid.uuid4().hex[:6]}"

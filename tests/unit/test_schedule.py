@@ -129,6 +129,32 @@ def test_a_moment_that_passed_is_acted_on_then_at_most_every_few_seconds() -> No
     assert _uids(scheduler.due(entries)) == ["a"]
 
 
+def test_an_object_waiting_to_be_ready_is_retried_less_often_the_longer_it_waits() -> None:
+    """Retries fill in for what no watched event shows; most waits end with a child's event anyway."""
+    reconciler, clock = FakeReconciler(), Clock()
+    scheduler = _scheduler(reconciler, clock)
+    waiting = [_entry("a", Timing(every=15, waiting=True)), _entry("periodic", Timing(every=15))]
+    retried: dict[str, list[float]] = {"a": [], "periodic": []}
+    start = clock.now
+    scheduler.due(waiting)
+    while clock.now - start < 900:
+        clock.now += schedule.TICK_SECONDS
+        for uid in _uids(scheduler.due(waiting)):
+            retried[uid].append(clock.now - start)
+    gaps = [b - a for a, b in zip(retried["a"], retried["a"][1:], strict=False)]
+    assert retried["a"][:2] == [16, 32]  # every 15 s (at the next tick) while it has waited up to 30 s
+    assert gaps == sorted(gaps) and gaps[-1] == schedule.WAITING_MAX_SECONDS  # growing, up to the cap
+    assert len(retried["a"]) < len(retried["periodic"]) / 3  # a canary's gate or copied Secrets keep their pace
+    assert schedule.retry_interval(Timing(every=15, waiting=True), waited=100) == 50
+    assert schedule.retry_interval(Timing(), waited=100) is None
+    ready = [_entry("a"), waiting[1]]
+    scheduler.due(ready)  # Ready for a moment: forgotten as waiting
+    clock.now += 15
+    assert _uids(scheduler.due(waiting)) == ["a", "periodic"]  # waits anew: every 15 s again
+    clock.now += 16
+    assert _uids(scheduler.due(waiting)) == ["a", "periodic"]
+
+
 def test_resyncs_are_spread_by_the_budget_oldest_first() -> None:
     """1,000 objects created in one burst are not all resynced at once five minutes later: at most
     resync_per_second, oldest first, so each is resynced every max(resync_seconds, N / resync_per_second)."""
@@ -201,7 +227,7 @@ def test_preview_timing() -> None:
     assert previewenvironment.timing(sleepy).at == (updated + timedelta(minutes=30)).timestamp()
     copies = _preview({"secrets": [{"copyFrom": {"namespace": "ci", "name": "token"}}]}, _ready())
     assert previewenvironment.timing(copies) == Timing(every=previewenvironment.TICK_SECONDS)
-    waiting = Timing(every=previewenvironment.TICK_SECONDS)
+    waiting = Timing(every=previewenvironment.TICK_SECONDS, waiting=True)
     assert previewenvironment.timing(_preview({}, {})) == waiting  # not Ready yet
     assert previewenvironment.timing(_preview({}, _ready(generation=0))) == waiting  # Ready at an older generation
     assert previewenvironment.timing(_preview({"ttl": "forever"}, {})) == Timing()  # Stalled until the user edits it
@@ -210,11 +236,11 @@ def test_preview_timing() -> None:
 def test_model_and_quota_timing() -> None:
     ready = {"metadata": {"generation": 1}, "spec": {}, "status": _ready()}
     assert modeldeployment.timing(ready) == Timing()
-    assert modeldeployment.timing({**ready, "status": {}}) == Timing(every=15)
+    assert modeldeployment.timing({**ready, "status": {}}) == Timing(every=15, waiting=True)
     canary = {**ready, "spec": {"canary": {"weight": 10}}}
     assert modeldeployment.timing(canary) == Timing(every=modeldeployment.CANARY_SECONDS)
     assert namespacequota.timing(ready) == Timing()
-    assert namespacequota.timing({**ready, "metadata": {"generation": 2}}) == Timing(every=15)
+    assert namespacequota.timing({**ready, "metadata": {"generation": 2}}) == Timing(every=15, waiting=True)
 
 
 def test_every_kind_is_scheduled_and_kopf_keeps_no_index() -> None:
