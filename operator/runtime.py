@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -150,7 +151,28 @@ def _peer_cluster_wide(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.clusterwide = True
 
 
-def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.OperatorSettings:
+# The first Kubernetes minor whose API server streams a watch's initial objects (sendInitialEvents) by default.
+STREAMING_LISTS_SINCE = (1, 34)
+
+
+def server_version(api_client: client.ApiClient) -> tuple[int, int] | None:
+    """The API server's (major, minor), None when it cannot be read. Providers append to the minor ("34+")."""
+    try:
+        info = client.VersionApi(api_client).get_code()
+        return int(info.major), int(re.match(r"\d+", info.minor).group())  # type: ignore[union-attr]
+    except Exception as err:  # unreachable, refused, or an unexpected answer: decided without it
+        log.warning(f"cannot read the API server's version ({type(err).__name__}); listing as before 1.34")
+        return None
+
+
+def streams_initial_lists(setting: str, version: tuple[int, int] | None) -> bool:
+    """Whether kopf gets each watched kind's objects streamed on the watch (``Settings.initial_listing``)."""
+    if setting == "auto":
+        return version is not None and version >= STREAMING_LISTS_SINCE
+    return setting == "stream"
+
+
+def kopf_settings(settings: Settings, *, standalone: bool = True, stream_lists: bool = False) -> kopf.OperatorSettings:
     """kopf, tuned on purpose (each choice explained where it is made)."""
     s = kopf.OperatorSettings()
     # Peering (several replicas, one active): forced on or off, never kopf's auto-detection of a "default" object,
@@ -172,6 +194,10 @@ def kopf_settings(settings: Settings, *, standalone: bool = True) -> kopf.Operat
     # Plinth used kopf indexes, kopf's worker_limit deadlocked a restart over more objects than slots: each worker
     # waited for every indexed object while holding its slot.)
     s.execution.max_workers = settings.max_workers
+    # A LIST response is decoded whole (every Deployment with its managedFields, at once): the operator's memory peak
+    # at a restart. Streamed (sendInitialEvents), the API server sends the objects one at a time on the watch, from
+    # its cache (restart over 1,000 + 1,000 objects: 248 -> 220 MB peak). Older API servers get the LISTs.
+    s.watching.initial_streaming = stream_lists
     # Server-side watch timeouts: watches are re-opened regularly, so a silently dead connection cannot stall us.
     s.watching.server_timeout = settings.watch_timeout_seconds
     s.watching.client_timeout = settings.watch_timeout_seconds + 30
@@ -239,7 +265,9 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         resource_attributes=settings.workload_resource_attributes,
         prometheus=PrometheusHTTP(settings.prometheus_url, metrics) if settings.prometheus_url else None,
     )
-    operator_settings = kopf_settings(settings, standalone=standalone)
+    stream_lists = streams_initial_lists(settings.initial_listing, server_version(api_client))
+    log.info(f"initial listing: {'streamed on the watch' if stream_lists else 'one LIST per kind'}")
+    operator_settings = kopf_settings(settings, standalone=standalone, stream_lists=stream_lists)
     reconciler = Reconciler(kube, metrics, emit)
     memo = kopf.Memo(
         reconciler=reconciler,

@@ -10,6 +10,7 @@ FINALIZER = "plinth.dev/finalizer"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "plinth"}
 # kopf's diff base (the spec it last handled, as JSON): kopf's own bookkeeping, read by kopf only.
 DIFFBASE_ANNOTATION = "plinth.dev/last-handled-spec"
+INITIAL_LISTINGS = ("auto", "stream", "list")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,12 @@ class Settings:
     resync_per_second: float = 5
     """At most this many of those resyncs a second, oldest first: over N objects each is resynced every
     max(resync_seconds, N / resync_per_second) seconds, so the load stays flat as N grows."""
+
+    initial_listing: str = "auto"
+    """How the operator gets every watched object when it starts: ``stream`` (the API server sends them one at a time
+    on the watch itself; Kubernetes 1.34 or newer), ``list`` (one LIST response per kind, held whole while it is
+    decoded: the operator's memory peak at a restart) or ``auto`` (``stream`` when the API server is 1.34 or
+    newer)."""
 
     workload_otlp_endpoint: str | None = None
     """OTLP endpoint injected into model servers and preview services as OTEL_EXPORTER_OTLP_ENDPOINT (with
@@ -57,6 +64,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.resync_seconds <= 0 or self.resync_per_second <= 0:
             raise ValueError("PLINTH_RESYNC_SECONDS and PLINTH_RESYNC_PER_SECOND must be greater than 0")
+        if self.initial_listing not in INITIAL_LISTINGS:
+            raise ValueError(f"PLINTH_INITIAL_LISTING must be one of {', '.join(INITIAL_LISTINGS)}")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -70,6 +79,7 @@ class Settings:
             watch_timeout_seconds=int(env.get("PLINTH_WATCH_TIMEOUT_SECONDS", cls.watch_timeout_seconds)),
             resync_seconds=float(env.get("PLINTH_RESYNC_SECONDS", cls.resync_seconds)),
             resync_per_second=float(env.get("PLINTH_RESYNC_PER_SECOND", cls.resync_per_second)),
+            initial_listing=env.get("PLINTH_INITIAL_LISTING") or cls.initial_listing,
             peering_name=env.get("PLINTH_PEERING_NAME") or cls.peering_name,
             peering_lifetime_seconds=int(env.get("PLINTH_PEERING_LIFETIME_SECONDS", cls.peering_lifetime_seconds)),
             peering_priority=int(env["PLINTH_PEERING_PRIORITY"]) if env.get("PLINTH_PEERING_PRIORITY") else None,

@@ -189,6 +189,7 @@ def test_defaults(helm: Path, tmp_path: Path) -> None:
         "PLINTH_WATCH_TIMEOUT_SECONDS": "300",
         "PLINTH_RESYNC_SECONDS": "300",
         "PLINTH_RESYNC_PER_SECOND": "5",
+        "PLINTH_INITIAL_LISTING": "auto",
     }
 
     service = one(objects, "Service")

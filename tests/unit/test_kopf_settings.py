@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import types
 
 import kopf
+import pytest
 from plinth.operator import runtime
 from plinth.operator.handlers.lifecycle import KOPF_REQUEST_CONNECTIONS, kopf_connection_limit, stopping
 from plinth.operator.settings import Settings
@@ -28,6 +30,40 @@ def test_initial_lists_are_not_paged_and_children_are_filtered_server_side() -> 
     assert settings.watching.chunk_size is None
     selectors = settings.watching.label_selectors
     assert selectors.collect(kopf.Resource("apps", "v1", "deployments")) == [runtime.MANAGED_BY_SELECTOR]
+
+
+def test_initial_objects_are_streamed_from_kubernetes_1_34_unless_set_otherwise() -> None:
+    """Streamed, a restart never holds a whole LIST response; API servers before 1.34 get the LISTs."""
+    assert runtime.streams_initial_lists("auto", (1, 34))
+    assert runtime.streams_initial_lists("auto", (1, 37))
+    assert not runtime.streams_initial_lists("auto", (1, 33))
+    assert not runtime.streams_initial_lists("auto", None)  # the version could not be read
+    assert runtime.streams_initial_lists("stream", (1, 30))
+    assert not runtime.streams_initial_lists("list", (1, 37))
+    assert runtime.kopf_settings(Settings(), stream_lists=True).watching.initial_streaming
+    assert not runtime.kopf_settings(Settings()).watching.initial_streaming
+    with pytest.raises(ValueError, match="PLINTH_INITIAL_LISTING"):
+        Settings(initial_listing="paged")
+
+
+def test_the_api_servers_version_is_read_as_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Providers append to the minor (GKE: "34+"); an unreadable version means listing as before."""
+
+    class Versions:
+        minor = "34+"
+
+        def __init__(self, api_client: object) -> None:
+            pass
+
+        def get_code(self) -> object:
+            if self.minor == "gone":
+                raise ConnectionError("refused")
+            return types.SimpleNamespace(major="1", minor=self.minor)
+
+    monkeypatch.setattr(runtime.client, "VersionApi", Versions)
+    assert runtime.server_version(object()) == (1, 34)  # type: ignore[arg-type]
+    Versions.minor = "gone"
+    assert runtime.server_version(object()) is None  # type: ignore[arg-type]
 
 
 def test_pods_are_not_watched() -> None:
