@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import secrets
-import signal
 import socket
 import threading
 import time
@@ -224,18 +223,8 @@ def kopf_settings(settings: Settings, *, standalone: bool = True, stream_lists: 
     return s
 
 
-def stop_on_sigterm() -> threading.Event:
-    """A SIGTERM that arrives before kopf handles it (kopf installs its handler only after starting its tasks, and
-    /healthz already answers by then) stops the operator gracefully instead of killing it: the returned event is
-    kopf's stop flag. kopf's own handler replaces this one once installed."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    return stop
-
-
 def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) -> int:
     arenas_capped = heap.limit_arenas()  # first: before any thread starts (tracing, metrics, kopf's executor)
-    stop = stop_on_sigterm()
     settings = Settings.from_env()
     plinth_logging.configure(settings.log_level)
     if not arenas_capped:
@@ -302,6 +291,5 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         identity=cast(Any, identity),  # kopf's Identity is a NewType of str it does not export
         priority=priority,
         memo=memo,
-        stop_flag=stop,
     )
     return 0

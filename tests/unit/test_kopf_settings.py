@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
-import signal
 import types
 
 import kopf
@@ -87,15 +85,3 @@ def test_kopf_connection_pool_always_has_room_beyond_its_watch_streams() -> None
 def test_the_cleanup_handler_runs_on_the_event_loop() -> None:
     """It cancels the reconciles queued in the executor; as a sync handler it would itself queue behind them."""
     assert inspect.iscoroutinefunction(stopping)
-
-
-def test_a_sigterm_before_kopf_handles_it_stops_the_operator_gracefully() -> None:
-    """/healthz answers before kopf installs its signal handler: a SIGTERM in between must not kill the process."""
-    before = signal.getsignal(signal.SIGTERM)
-    try:
-        stop = runtime.stop_on_sigterm()
-        assert not stop.is_set()
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.wait(timeout=10)  # the handler runs in the main thread between bytecodes
-    finally:
-        signal.signal(signal.SIGTERM, before)
