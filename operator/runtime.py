@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -223,8 +225,31 @@ def kopf_settings(settings: Settings, *, standalone: bool = True, stream_lists: 
     return s
 
 
+def stop_on_early_sigterm() -> asyncio.Event:
+    """kopf's stop flag, raised by a SIGTERM that arrives before kopf handles the signal itself.
+
+    kopf installs its signal handler only after its startup handlers had their first turn, and /healthz already
+    answers by then: a SIGTERM in between (a quick rollout, a test) would kill the process mid-start. kopf's handler
+    replaces this one once installed. An asyncio.Event, because kopf waits for any other flag type in an executor
+    thread that never returns and holds up the interpreter's exit.
+    """
+    stop = asyncio.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # kopf's loop has not started: nothing waits on the event yet
+            stop.set()
+        else:  # a signal handler interrupts the loop between bytecodes: hand the event to the loop itself
+            loop.call_soon_threadsafe(stop.set)
+
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
 def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) -> int:
     arenas_capped = heap.limit_arenas()  # first: before any thread starts (tracing, metrics, kopf's executor)
+    stop = stop_on_early_sigterm()
     settings = Settings.from_env()
     plinth_logging.configure(settings.log_level)
     if not arenas_capped:
@@ -291,5 +316,6 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         identity=cast(Any, identity),  # kopf's Identity is a NewType of str it does not export
         priority=priority,
         memo=memo,
+        stop_flag=stop,
     )
     return 0

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import os
+import signal
 import types
+from collections.abc import Iterator
 
 import kopf
 import pytest
@@ -85,3 +89,34 @@ def test_kopf_connection_pool_always_has_room_beyond_its_watch_streams() -> None
 def test_the_cleanup_handler_runs_on_the_event_loop() -> None:
     """It cancels the reconciles queued in the executor; as a sync handler it would itself queue behind them."""
     assert inspect.iscoroutinefunction(stopping)
+
+
+@pytest.fixture
+def sigterm_restored() -> Iterator[None]:
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.usefixtures("sigterm_restored")
+def test_a_sigterm_before_kopf_runs_raises_its_stop_flag() -> None:
+    """Between /healthz answering and kopf installing its own handler, a SIGTERM stops kopf instead of killing the
+    process (exit -15)."""
+    stop = runtime.stop_on_early_sigterm()
+    assert not stop.is_set()
+    os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler in the main thread before the next bytecodes
+    assert stop.is_set()
+
+
+@pytest.mark.usefixtures("sigterm_restored")
+def test_a_sigterm_while_kopf_starts_wakes_its_stop_flag_waiter() -> None:
+    """kopf waits on the flag in its running loop: the SIGTERM must wake that waiter."""
+    stop = runtime.stop_on_early_sigterm()
+
+    async def starting() -> bool:
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.sleep(0)  # the waiter now waits
+        os.kill(os.getpid(), signal.SIGTERM)
+        return await asyncio.wait_for(waiter, timeout=10)
+
+    assert asyncio.run(starting()) is True
