@@ -102,6 +102,12 @@ class Index:
         with self._guard:
             return [entry.obj for entry in self._by_key.get(key, {}).values()]
 
+    def latest(self, uid: str) -> Manifest | None:
+        """The object *uid* as its latest event left it, if indexed."""
+        with self._guard:
+            known = self._entries.get(uid)
+        return known[1].obj if known is not None else None
+
     def __contains__(self, key: object) -> bool:
         with self._guard:
             return key in self._by_key

@@ -7,7 +7,8 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import kopf
-from plinth.operator.index import Index
+from plinth.operator.index import Index, slim
+from plinth.operator.schedule import ScheduledKind
 
 # Objects not Ready at their generation are reconciled again this often, when nothing else has meanwhile.
 RETRY_SECONDS = 15
@@ -34,6 +35,21 @@ def follow(resource: tuple[str, str, str], index: Index) -> None:
         else:
             index.put(body)
             memo.reconciler.received(uid, body["metadata"].get("resourceVersion"))
+
+
+def resume_soon(resource: tuple[str, str, str], kind: ScheduledKind) -> None:
+    """Register *kind*'s resume handler: it queues the object's reconcile (run_soon) and returns.
+
+    A sync resume handler kept kopf's worker for its object, with the object's whole event body and kopf's bookkeeping
+    of it, until one of the executor's threads was free: over a restart of 5,000 + 5,000 objects that was up to
+    170 s for most of them, and the restart's memory peak (785 MB; 656 MB queued this way). The reconcile reads the
+    index's copy, which has no managedFields. As for child events, a failed reconcile is not retried by kopf: the
+    schedule retries an object that is not Ready (``schedule.retry_interval``), and its resync comes round anyway."""
+
+    @kopf.on.resume(*resource, id=f"resume-{resource[2]}")
+    async def resumed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        obj = kind.index.latest(body["metadata"]["uid"]) or slim(body)  # follow() indexed it a moment ago
+        memo.reconciler.run_soon(kind.info, obj, kind.steps(memo), memo.executor)
 
 
 def not_ready(body: kopf.Body | Mapping[str, Any]) -> bool:

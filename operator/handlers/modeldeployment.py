@@ -13,7 +13,7 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import model
-from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready
+from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready, resume_soon
 from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import modeldeployment
@@ -51,7 +51,6 @@ INDEX = Index(key=_namespaced_name, timing=timing)
 follow(RESOURCE, INDEX)
 
 
-@kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -59,6 +58,7 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 SCHEDULED = ScheduledKind(INFO, INDEX, steps)
+resume_soon(RESOURCE, SCHEDULED)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={model.OWNER_LABEL: kopf.PRESENT})

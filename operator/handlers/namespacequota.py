@@ -10,7 +10,7 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import quota
-from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready
+from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready, resume_soon
 from plinth.operator.index import Index, Timing
 from plinth.operator.reconcilers import namespacequota
 from plinth.operator.schedule import ScheduledKind
@@ -30,7 +30,6 @@ INDEX = Index(key=lambda obj: obj["metadata"]["name"], timing=timing)
 follow(RESOURCE, INDEX)
 
 
-@kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -38,6 +37,7 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 SCHEDULED = ScheduledKind(INFO, INDEX, lambda memo: namespacequota.reconcile)
+resume_soon(RESOURCE, SCHEDULED)
 
 
 @kopf.on.event("", "v1", "namespaces")

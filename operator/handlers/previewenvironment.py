@@ -11,7 +11,7 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, PreviewEnvironmentSpec, kind_info
 from plinth.operator.builders import preview, quota
-from plinth.operator.handlers.common import follow, not_ready
+from plinth.operator.handlers.common import follow, not_ready, resume_soon
 from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import previewenvironment
@@ -51,7 +51,6 @@ INDEX = Index(key=preview.namespace_name, timing=timing)
 follow(RESOURCE, INDEX)
 
 
-@kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -59,6 +58,7 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 SCHEDULED = ScheduledKind(INFO, INDEX, steps)
+resume_soon(RESOURCE, SCHEDULED)
 
 
 @kopf.on.delete(*RESOURCE)

@@ -255,6 +255,34 @@ def test_every_kind_is_scheduled_and_kopf_keeps_no_index() -> None:
     }
 
 
+def _resume_handler(kind: ScheduledKind) -> Any:
+    registry = kopf.get_default_registry()
+    found = [
+        h
+        for h in registry._changing.get_all_handlers()  # kopf has no public list
+        if h.initial and h.reason is None and h.selector is not None and h.selector.any_name == kind.info.plural
+    ]
+    assert len(found) == 1, found
+    return found[0].fn
+
+
+@pytest.mark.parametrize("kind", lifecycle.SCHEDULED, ids=lambda kind: kind.info.kind)
+def test_a_resume_queues_the_indexed_object_and_returns(kind: ScheduledKind) -> None:
+    """A sync resume handler held kopf's worker, with the object's whole body, until an executor thread was free:
+    over a restart of thousands of objects, most of the memory peak. It queues the index's copy instead."""
+    handler = _resume_handler(kind)
+    assert asyncio.iscoroutinefunction(handler)
+    meta = {"uid": "u-resume", "name": "r", "namespace": "ns", "managedFields": [{"manager": "kubectl"}]}
+    body = {"metadata": meta, "spec": {"source": {"pullRequest": 7}}}  # what every kind's index key reads
+    kind.index.put(body)
+    reconciler = FakeReconciler()
+    try:
+        asyncio.run(handler(body=kopf.Body(body), memo=kopf.Memo(reconciler=reconciler, executor=None, telemetry=None)))
+        assert reconciler.queued_objs == ["u-resume"]
+    finally:
+        kind.index.drop("u-resume")
+
+
 def test_peering_activity_follows_kopfs_pausing_and_resuming() -> None:
     assert PeeringActivity(standalone=True).active()
     activity = PeeringActivity(standalone=False).install()
