@@ -41,8 +41,12 @@ resume_soon(RESOURCE, SCHEDULED)
 
 
 @kopf.on.event("", "v1", "namespaces")
-def namespace_changed(type: str, memo: kopf.Memo, **_: Any) -> None:
-    """A namespace appeared, changed labels or went away: re-evaluate every NamespaceQuota at once (no resync wait)."""
+async def namespace_changed(type: str, memo: kopf.Memo, **_: Any) -> None:
+    """A namespace appeared, changed labels or went away: re-evaluate every NamespaceQuota at once (no resync wait).
+
+    Async, as are all child-event handlers: kopf runs a sync handler in the executor, so each of the thousands of
+    namespaces listed at start-up waited there behind every resume reconcile, its worker holding the namespace's whole
+    body meanwhile (with child_changed below, most of the objects held at the peak of a restart)."""
     if type:  # None is the initial listing: resume handlers cover it
         _reconcile_all(memo)
 
@@ -50,8 +54,9 @@ def namespace_changed(type: str, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "limitranges", labels={quota.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={quota.OWNER_LABEL: kopf.PRESENT})
-def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    """A child changed: repair drift at once, and rebalance the total whenever a ResourceQuota's usage moves."""
+async def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    """A child changed: repair drift, and rebalance the total whenever a ResourceQuota's usage moves. A reconcile
+    already queued and not started covers this change too (it reads the children when it starts)."""
     if not type:
         return
     owner = labels[quota.OWNER_LABEL]
@@ -60,13 +65,13 @@ def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> 
         # may take it over now.
         _reconcile_all(memo)
     for obj in INDEX.get(owner):
-        _run_quietly(memo, obj)
+        _reconcile_soon(memo, obj)
 
 
 def _reconcile_all(memo: kopf.Memo) -> None:
     for entry in INDEX:
-        _run_quietly(memo, entry.obj)
+        _reconcile_soon(memo, entry.obj)
 
 
-def _run_quietly(memo: kopf.Memo, obj: dict[str, Any]) -> None:
-    memo.reconciler.run_quietly(INFO, obj, namespacequota.reconcile)
+def _reconcile_soon(memo: kopf.Memo, obj: dict[str, Any]) -> None:
+    memo.reconciler.run_soon(INFO, obj, namespacequota.reconcile, memo.executor)
