@@ -32,6 +32,8 @@ log = logging.getLogger("plinth")
 MANAGED_BY_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 
 
+# How long kopf keeps an object's worker after its last event (see kopf_settings).
+KOPF_WORKER_IDLE_SECONDS = 0.5
 # kopf peers through every served API of these (zalando.org is kopf's legacy group): the object must exist in each.
 PEERING_APIS = (("kopf.dev", "v1"), ("zalando.org", "v1"))
 PEERING_PLURAL = "clusterkopfpeerings"
@@ -196,6 +198,10 @@ def kopf_settings(settings: Settings, *, standalone: bool = True, stream_lists: 
     # Plinth used kopf indexes, kopf's worker_limit deadlocked a restart over more objects than slots: each worker
     # waited for every indexed object while holding its slot.)
     s.execution.max_workers = settings.max_workers
+    # An object's worker outlives its last event by this long, holding that event's whole body. kopf's 5 s kept
+    # thousands of bodies at a restart, when the events of every object arrive within seconds; a new event after it
+    # merely starts a new worker (one asyncio task).
+    s.queueing.idle_timeout = KOPF_WORKER_IDLE_SECONDS
     # A LIST response is decoded whole (every Deployment with its managedFields, at once): the operator's memory peak
     # at a restart. Streamed (sendInitialEvents), the API server sends the objects one at a time on the watch, from
     # its cache (restart over 1,000 + 1,000 objects: 248 -> 220 MB peak). Older API servers get the LISTs.

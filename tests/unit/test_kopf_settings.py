@@ -36,6 +36,11 @@ def test_initial_lists_are_not_paged_and_children_are_filtered_server_side() -> 
     assert selectors.collect(kopf.Resource("apps", "v1", "deployments")) == [runtime.MANAGED_BY_SELECTOR]
 
 
+def test_an_idle_worker_lets_its_objects_last_body_go_within_a_second() -> None:
+    """At a restart every object's event arrives within seconds: kopf's 5 s idle workers held thousands of bodies."""
+    assert runtime.kopf_settings(Settings()).queueing.idle_timeout <= 1
+
+
 def test_initial_objects_are_streamed_from_kubernetes_1_34_unless_set_otherwise() -> None:
     """Streamed, a restart never holds a whole LIST response; API servers before 1.34 get the LISTs."""
     assert runtime.streams_initial_lists("auto", (1, 34))
