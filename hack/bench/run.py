@@ -367,14 +367,7 @@ class Bench:
         return result
 
     async def burst(self, kind: str, n: int, build: Callable[[int], Manifest], namespace: str) -> dict[str, Any]:
-        await self.ensure_namespace(namespace)
-        informer = Informer(self.kube, collection_path(kind, namespace), predicate=workload.is_current_and_ready)
-        informer.start()
-        await informer.synced()
-        if kind == "PreviewEnvironment":
-            self.pe_informer = informer
-        else:
-            self.md_informer = informer
+        informer = await self.watch_kind(kind, namespace)
         manifests = [build(i) for i in range(n)]
         log(f"{kind}: burst-creating {n}")
         window = await self.open_window(f"{kind}-burst")
@@ -397,6 +390,18 @@ class Bench:
         }
         log(f"{kind}: all Ready in {result['all_ready_s']:.1f}s")
         return result
+
+    async def watch_kind(self, kind: str, namespace: str) -> Informer:
+        """Follow the benchmark's objects of *kind* (those already there included) and whether each is Ready."""
+        await self.ensure_namespace(namespace)
+        informer = Informer(self.kube, collection_path(kind, namespace), predicate=workload.is_current_and_ready)
+        informer.start()
+        await informer.synced()
+        if kind == "PreviewEnvironment":
+            self.pe_informer = informer
+        else:
+            self.md_informer = informer
+        return informer
 
     async def quiesce(self, quiet: float = 5.0, limit: float = 120.0) -> None:
         """Wait until the operator has not finished a reconcile for *quiet* seconds (or *limit* passed)."""
@@ -518,6 +523,10 @@ class Bench:
     async def restart(self) -> dict[str, Any]:
         """Stop the operator, start it again over Ready objects, and count what it writes while resuming."""
         assert self.operator is not None
+        if self.pe_informer is None and self.md_informer is None:  # a restart alone, over a kept cluster's objects
+            await self.watch_kind("PreviewEnvironment", workload.PE_NAMESPACE)
+            await self.watch_kind("ModelDeployment", workload.MD_NAMESPACE)
+            await self.quiesce(quiet=10, limit=self.timeout(0))  # the first start resumes them all too
         objects = sum(len(i.objects) for i in (self.pe_informer, self.md_informer) if i is not None)
         await self.operator.stop()
         stop_seconds = self.operator.stop_seconds
