@@ -119,8 +119,8 @@ def test_a_sigterm_while_kopf_starts_wakes_its_stop_flag_waiter() -> None:
     stop = runtime.stop_on_early_sigterm()
 
     async def starting() -> bool:
+        # The loop runs ready callbacks in order: the waiter starts waiting before the handler's set() runs.
         waiter = asyncio.create_task(stop.wait())
-        await asyncio.sleep(0)  # the waiter now waits
         os.kill(os.getpid(), signal.SIGTERM)
         return await asyncio.wait_for(waiter, timeout=10)
 
