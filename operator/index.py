@@ -11,6 +11,7 @@ index (``handlers.common.follow``) and kopf has no index to wait for."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,18 +37,30 @@ class Timing:
     ``schedule.retry_interval``)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Indexed:
-    """An index entry: the object as its reconcile reads it, and when it wants one without an event."""
+    """An index entry: the object as its reconcile reads it, and when it wants one without an event.
 
-    obj: Manifest
+    The body is kept as compact JSON, not as the decoded dicts: one-sixth of the memory (a Ready preview: 1.4 KB
+    against 7.7 KB), which at 5,000 + 5,000 objects is over 60 MB. Each reader decodes its own copy (about 20 µs),
+    so no reconcile can change what the index holds."""
+
+    uid: str
+    key: str
+    deleting: bool
+    """The object has a deletionTimestamp: its finalizer's handler, not a reconcile, is what it needs."""
     timing: Timing
+    encoded: str
+
+    def body(self) -> Manifest:
+        """The object as its latest event left it, decoded afresh."""
+        body: Manifest = json.loads(self.encoded)
+        return body
 
 
 def slim(body: Mapping[str, Any], *, unread: frozenset[str] = UNREAD_ANNOTATIONS) -> Manifest:
     """*body* without managedFields and the annotations in *unread*: often more than half of an object's size, and
-    an index holds its entry until the next event. New top-level and metadata dicts, so kopf's raw event body (and
-    its managedFields) is freed once kopf is done with it; spec and status are shared, as nothing mutates them."""
+    an index holds its entry until the next event. *body* itself is left as it is (it is kopf's)."""
     meta = body["metadata"]
     metadata = {k: v for k, v in meta.items() if k not in ("managedFields", "annotations")}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in unread}
@@ -58,24 +71,30 @@ def slim(body: Mapping[str, Any], *, unread: frozenset[str] = UNREAD_ANNOTATIONS
 
 class Index:
     """Every object of one kind that the watch has shown and not yet shown deleted, by *key*. Written on kopf's event
-    loop; read there (async handlers, the schedule) and from sync handlers in executor threads, hence the lock.
-    Readers get snapshots."""
+    loop; read there (async handlers, the schedule) and from reconciles in executor threads, hence the lock. Readers
+    get snapshots."""
 
     def __init__(self, key: Callable[[Manifest], str], timing: Callable[[Manifest], Timing]) -> None:
         self._key, self._timing = key, timing
-        self._entries: dict[str, tuple[str, Indexed]] = {}  # by uid: (key, entry)
+        self._entries: dict[str, Indexed] = {}  # by uid
         self._by_key: dict[str, dict[str, Indexed]] = {}  # by key, then uid
         self._guard = threading.Lock()
 
     def put(self, body: Mapping[str, Any]) -> None:
         """Index the object's latest body, replacing what its previous event left (under whichever key)."""
-        uid = body["metadata"]["uid"]
         obj = slim(body)
-        key, entry = self._key(obj), Indexed(obj, self._timing(obj))
+        meta = obj["metadata"]
+        entry = Indexed(
+            uid=meta["uid"],
+            key=self._key(obj),
+            deleting=bool(meta.get("deletionTimestamp")),
+            timing=self._timing(obj),
+            encoded=json.dumps(obj, separators=(",", ":")),
+        )
         with self._guard:
-            self._drop(uid)
-            self._entries[uid] = (key, entry)
-            self._by_key.setdefault(key, {})[uid] = entry
+            self._drop(entry.uid)
+            self._entries[entry.uid] = entry
+            self._by_key.setdefault(entry.key, {})[entry.uid] = entry
 
     def drop(self, uid: str) -> None:
         """Forget an object (deleted)."""
@@ -85,10 +104,10 @@ class Index:
     def _drop(self, uid: str) -> None:
         if (known := self._entries.pop(uid, None)) is None:
             return
-        same_key = self._by_key[known[0]]
+        same_key = self._by_key[known.key]
         del same_key[uid]
         if not same_key:
-            del self._by_key[known[0]]
+            del self._by_key[known.key]
 
     def clear(self) -> None:
         """Forget every object: the watch stopped (a standby replica), and its next listing fills the index again.
@@ -97,16 +116,16 @@ class Index:
             self._entries.clear()
             self._by_key.clear()
 
-    def get(self, key: str) -> list[Manifest]:
-        """The objects indexed under *key* (a snapshot)."""
+    def under(self, key: str) -> list[Indexed]:
+        """The entries indexed under *key* (a snapshot)."""
         with self._guard:
-            return [entry.obj for entry in self._by_key.get(key, {}).values()]
+            return list(self._by_key.get(key, {}).values())
 
     def latest(self, uid: str) -> Manifest | None:
-        """The object *uid* as its latest event left it, if indexed."""
+        """The object *uid* as its latest event left it (the reader's own copy), if indexed."""
         with self._guard:
-            known = self._entries.get(uid)
-        return known[1].obj if known is not None else None
+            entry = self._entries.get(uid)
+        return entry.body() if entry is not None else None
 
     def __contains__(self, key: object) -> bool:
         with self._guard:
@@ -115,7 +134,7 @@ class Index:
     def __iter__(self) -> Iterator[Indexed]:
         """Every entry (a snapshot)."""
         with self._guard:
-            return iter([entry for _, entry in self._entries.values()])
+            return iter(list(self._entries.values()))
 
     def __len__(self) -> int:
         return len(self._entries)

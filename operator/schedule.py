@@ -23,10 +23,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import KindInfo
 from plinth.operator.index import Index, Indexed, Timing
-from plinth.operator.reconcile import Steps
+from plinth.operator.reconcile import Latest, Steps
 
 log = logging.getLogger("plinth.schedule")
 # How often the loop looks at every object: the resolution of every time-based reconcile below.
@@ -59,6 +58,11 @@ class ScheduledKind:
     steps: Callable[[Any], Steps]
     """The kind's reconcile steps, given kopf's memo (they take what workloads get from the configuration)."""
 
+    def reconcile_soon(self, reconciler: Reconciles, memo: Any, uid: str) -> None:
+        """Queue a reconcile of object *uid*, which reads the object from this kind's index when it starts (see
+        ``Reconciler.run_soon``): what every handler and the schedule do, whatever the trigger."""
+        reconciler.run_soon(self.info, uid, self.index.latest, self.steps(memo), memo.executor)
+
 
 class Reconciles(Protocol):
     """What the loop needs of ``reconcile.Reconciler``."""
@@ -67,7 +71,7 @@ class Reconciles(Protocol):
 
     def queued(self, uid: str) -> bool: ...
 
-    def run_soon(self, info: KindInfo, obj: Manifest, steps: Steps, executor: Executor) -> Any: ...
+    def run_soon(self, info: KindInfo, uid: str, latest: Latest, steps: Steps, executor: Executor) -> Any: ...
 
 
 class Scheduler:
@@ -103,8 +107,8 @@ class Scheduler:
         if self._context is None:
             self._context = contextvars.copy_context()
 
-    def due(self, entries: Iterable[tuple[ScheduledKind, Indexed]]) -> list[tuple[ScheduledKind, Manifest]]:
-        """The objects to reconcile now, given every indexed object; marks them queued."""
+    def due(self, entries: Iterable[tuple[ScheduledKind, Indexed]]) -> list[tuple[ScheduledKind, str]]:
+        """The objects (uids) to reconcile now, given every indexed object; marks them touched."""
         now, wall = self._clock(), self._wall_clock()
         elapsed = 0.0 if self._last_tick is None else now - self._last_tick
         self._last_tick = now
@@ -114,29 +118,28 @@ class Scheduler:
         )
         touched: dict[str, float] = {}
         waiting: dict[str, float] = {}
-        due: list[tuple[ScheduledKind, Manifest]] = []
-        resyncs: list[tuple[float, str, ScheduledKind, Manifest]] = []
+        due: list[tuple[ScheduledKind, str]] = []
+        resyncs: list[tuple[float, str, ScheduledKind]] = []
         for kind, entry in entries:
-            meta, timing = entry.obj["metadata"], entry.timing
-            uid = meta["uid"]
+            uid, timing = entry.uid, entry.timing
             touched[uid] = last = self._touched.get(uid, now)
             if timing.waiting:
                 waiting[uid] = self._waiting_since.get(uid, now)
-            if meta.get("deletionTimestamp") or self.reconciler.queued(uid):
+            if entry.deleting or self.reconciler.queued(uid):
                 continue  # deletion is the finalizer's; a queued reconcile is coming anyway
             idle = now - max(last, self.reconciler.finished_at(uid) or last)
             every = retry_interval(timing, now - waiting.get(uid, now))
             if (every is not None and idle >= every) or (
                 timing.at is not None and wall >= timing.at and idle >= AT_SPACING_SECONDS
             ):
-                due.append((kind, entry.obj))
+                due.append((kind, uid))
             elif idle >= self.resync_seconds:
-                resyncs.append((idle, uid, kind, entry.obj))
+                resyncs.append((idle, uid, kind))
         take = min(len(resyncs), int(self._budget))
         self._budget -= take
-        due.extend((kind, obj) for _, _, kind, obj in heapq.nlargest(take, resyncs, key=lambda r: r[0]))
-        for _, obj in due:
-            touched[obj["metadata"]["uid"]] = now
+        due.extend((kind, uid) for _, uid, kind in heapq.nlargest(take, resyncs, key=lambda r: r[0]))
+        for _, uid in due:
+            touched[uid] = now
         self._touched, self._waiting_since = touched, waiting  # objects gone or Ready are forgotten here
         return due
 
@@ -166,7 +169,7 @@ class Scheduler:
                 continue  # no object has been handled yet, so none is due
             try:
                 entries = [(kind, entry) for kind in kinds for entry in kind.index]
-                for kind, obj in self.due(entries):
-                    self._context.run(self.reconciler.run_soon, kind.info, obj, kind.steps(memo), memo.executor)
+                for kind, uid in self.due(entries):
+                    self._context.run(kind.reconcile_soon, self.reconciler, memo, uid)
             except Exception:  # the loop must outlive any one bad tick
                 log.exception("scheduling failed; trying again at the next tick")

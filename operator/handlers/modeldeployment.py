@@ -13,7 +13,7 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import model
-from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready, resume_soon
+from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready, reconcile_on_change
 from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import modeldeployment
@@ -51,14 +51,8 @@ INDEX = Index(key=_namespaced_name, timing=timing)
 follow(RESOURCE, INDEX)
 
 
-@kopf.on.create(*RESOURCE)
-@kopf.on.update(*RESOURCE, field="spec")
-def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.reconciler.run(INFO, dict(body), steps(memo))
-
-
 SCHEDULED = ScheduledKind(INFO, INDEX, steps)
-resume_soon(RESOURCE, SCHEDULED)
+reconcile_on_change(RESOURCE, SCHEDULED)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={model.OWNER_LABEL: kopf.PRESENT})
@@ -69,5 +63,5 @@ async def child_changed(
     on the event loop, see ``Reconciler.run_soon``)."""
     if not type or not memo.children.changed("modeldeployment", type, body):
         return
-    for obj in INDEX.get(f"{namespace}/{labels[model.OWNER_LABEL]}"):
-        memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)
+    for entry in INDEX.under(f"{namespace}/{labels[model.OWNER_LABEL]}"):
+        SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)

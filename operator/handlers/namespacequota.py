@@ -10,7 +10,7 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import quota
-from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready, resume_soon
+from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready, reconcile_on_change
 from plinth.operator.index import Index, Timing
 from plinth.operator.reconcilers import namespacequota
 from plinth.operator.schedule import ScheduledKind
@@ -30,14 +30,8 @@ INDEX = Index(key=lambda obj: obj["metadata"]["name"], timing=timing)
 follow(RESOURCE, INDEX)
 
 
-@kopf.on.create(*RESOURCE)
-@kopf.on.update(*RESOURCE, field="spec")
-def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.reconciler.run(INFO, dict(body), namespacequota.reconcile)
-
-
 SCHEDULED = ScheduledKind(INFO, INDEX, lambda memo: namespacequota.reconcile)
-resume_soon(RESOURCE, SCHEDULED)
+reconcile_on_change(RESOURCE, SCHEDULED)
 
 
 @kopf.on.event("", "v1", "namespaces")
@@ -64,14 +58,10 @@ async def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **_: An
         # Its NamespaceQuota is gone (this is the garbage collector at work): quotas that lost the namespace to it
         # may take it over now.
         _reconcile_all(memo)
-    for obj in INDEX.get(owner):
-        _reconcile_soon(memo, obj)
+    for entry in INDEX.under(owner):
+        SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)
 
 
 def _reconcile_all(memo: kopf.Memo) -> None:
     for entry in INDEX:
-        _reconcile_soon(memo, entry.obj)
-
-
-def _reconcile_soon(memo: kopf.Memo, obj: dict[str, Any]) -> None:
-    memo.reconciler.run_soon(INFO, obj, namespacequota.reconcile, memo.executor)
+        SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)

@@ -11,7 +11,7 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, PreviewEnvironmentSpec, kind_info
 from plinth.operator.builders import preview, quota
-from plinth.operator.handlers.common import follow, not_ready, resume_soon
+from plinth.operator.handlers.common import follow, not_ready, reconcile_on_change
 from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import previewenvironment
@@ -51,14 +51,8 @@ INDEX = Index(key=preview.namespace_name, timing=timing)
 follow(RESOURCE, INDEX)
 
 
-@kopf.on.create(*RESOURCE)
-@kopf.on.update(*RESOURCE, field="spec")
-def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.reconciler.run(INFO, dict(body), steps(memo))
-
-
 SCHEDULED = ScheduledKind(INFO, INDEX, steps)
-resume_soon(RESOURCE, SCHEDULED)
+reconcile_on_change(RESOURCE, SCHEDULED)
 
 
 @kopf.on.delete(*RESOURCE)
@@ -78,6 +72,6 @@ async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo:
     takes a thread."""
     if not type or namespace is None or not memo.children.changed("previewenvironment", type, body):
         return
-    for obj in INDEX.get(namespace):
-        if not obj["metadata"].get("deletionTimestamp"):
-            memo.reconciler.run_soon(INFO, obj, steps(memo), memo.executor)
+    for entry in INDEX.under(namespace):
+        if not entry.deleting:
+            SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)

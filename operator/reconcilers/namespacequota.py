@@ -121,7 +121,12 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
         )
         for ns in selected
     }
-    allocation, exceeded = split_total(total, per_namespace, used, selected, requested)
+    held = {
+        key[1]: (child.get("spec") or {}).get("hard") or {}
+        for key, child in existing.items()
+        if key[0] == "ResourceQuota" and key[1] in selected
+    }
+    allocation, exceeded = split_total(total, per_namespace, used, selected, requested, held=held)
 
     desired: dict[tuple[str, str, str], Manifest] = {}
     for ns in selected:

@@ -13,7 +13,9 @@ The split (per resource in ``total.hard``):
    units otherwise), so the sum stays ≤ total; left-over units go one each to the least-allocated namespaces.
 3. allocation = used + share.
 Namespaces that declare what they will run (preview namespaces, ``requested``) are granted it whole before step 2,
-while it fits: a preview is provisioned completely or not at all, never with half its pods.
+while it fits: a preview is provisioned completely or not at all, never with half its pods. Those whose current
+limits already cover their request (``held``) come first: a preview checks its namespace's limits once, before its
+first workload, and a rebalance must not hand that room to a namespace that appeared since.
 Trade-offs: a busy namespace cannot grow beyond its share until the next rebalance, which runs on every quota usage
 change; a namespace whose ResourceQuota does not exist yet is unlimited until Plinth creates it (seconds).
 """
@@ -43,13 +45,17 @@ def split_total(
     used: Mapping[str, Mapping[str, str]],
     namespaces: Sequence[str],
     requested: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    held: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[dict[str, dict[str, str]], list[str]]:
     """Per-namespace hard limits for every resource in *total*, and the resources whose usage exceeds the total.
 
     *used* maps namespace -> resource -> quantity (missing means 0). The result maps namespace -> resource -> hard.
     *requested* maps namespace -> what it declared it will run (a PreviewEnvironment's ``plinth.dev/quota-request``):
     such a namespace is first granted all of its request or none of it (by name order, while it fits), so a preview
-    either gets room for every workload or reports QuotaExceeded; the rest of the free room is then shared.
+    either gets room for every workload or reports QuotaExceeded; the rest of the free room is then shared. *held*
+    maps namespace -> its current hard limits: namespaces whose limits cover their request keep it, before any other
+    request is granted.
     """
     names = sorted(namespaces)
     allocation: dict[str, dict[str, str]] = {ns: {} for ns in names}
@@ -66,8 +72,19 @@ def split_total(
             exceeded.append(res)
             free[res] = Decimal(0)
     base = {ns: dict(usage[ns]) for ns in names}
-    for ns in names:
-        wants = {res: parse_quantity(v) for res, v in (requested or {}).get(ns, {}).items() if res in limits}
+    wanted = {
+        ns: {res: parse_quantity(v) for res, v in (requested or {}).get(ns, {}).items() if res in limits}
+        for ns in names
+    }
+
+    def holds(ns: str) -> bool:
+        hard = (held or {}).get(ns, {})
+        return bool(wanted[ns]) and all(
+            res in hard and parse_quantity(hard[res]) >= amount for res, amount in wanted[ns].items()
+        )
+
+    for ns in sorted(names, key=lambda ns: (not holds(ns), ns)):
+        wants = wanted[ns]
         need = {res: max(amount - usage[ns][res], Decimal(0)) for res, amount in wants.items()}
         fits = all(n <= free[res] and (res not in caps or usage[ns][res] + n <= caps[res]) for res, n in need.items())
         if need and fits:

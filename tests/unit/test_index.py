@@ -26,11 +26,13 @@ def test_an_object_is_indexed_under_its_latest_key_only() -> None:
     index = _index()
     index.put(_obj("a", "ns-1"))
     index.put(_obj("b", "ns-1"))
-    assert [o["metadata"]["uid"] for o in index.get("ns-1")] == ["a", "b"]
+    assert [e.uid for e in index.under("ns-1")] == ["a", "b"]
     index.put(_obj("a", "ns-2", every=15))  # its key changed with its spec
-    assert [o["metadata"]["uid"] for o in index.get("ns-1")] == ["b"]
-    assert [o["metadata"]["uid"] for o in index.get("ns-2")] == ["a"]
-    assert sorted((e.obj["metadata"]["uid"], e.timing) for e in index) == [("a", Timing(every=15)), ("b", Timing())]
+    assert [e.uid for e in index.under("ns-1")] == ["b"]
+    assert [e.uid for e in index.under("ns-2")] == ["a"]
+    assert sorted((e.uid, e.timing) for e in index) == [("a", Timing(every=15)), ("b", Timing())]
+    latest = index.latest("a")
+    assert latest is not None and latest["spec"] == {"key": "ns-2", "every": 15}
     assert len(index) == 2
 
 
@@ -40,20 +42,28 @@ def test_deleted_objects_and_their_keys_are_forgotten() -> None:
     index.drop("a")
     index.drop("never-seen")
     assert "ns-1" not in index
-    assert index.get("ns-1") == []
+    assert index.under("ns-1") == []
+    assert index.latest("a") is None
     assert list(index) == []
     index.put(_obj("b", "ns-2"))
     index.clear()
     assert "ns-2" not in index and len(index) == 0
 
 
-def test_entries_are_slim_and_readers_get_snapshots() -> None:
+def test_entries_are_slim_and_readers_get_snapshots_and_copies() -> None:
     index = _index()
-    index.put(_obj("a", "ns-1"))
-    objs, entries = index.get("ns-1"), list(index)
-    assert "managedFields" not in objs[0]["metadata"]
+    body = _obj("a", "ns-1")
+    body["metadata"]["deletionTimestamp"] = "2026-11-30T00:00:00Z"
+    index.put(body)
+    body["spec"]["key"] = "changed by kopf"  # the event's body is not the index's
+    under, entries, latest = index.under("ns-1"), list(index), index.latest("a")
+    assert latest is not None and "managedFields" not in latest["metadata"]
+    assert latest["spec"]["key"] == "ns-1" and under[0].deleting
+    latest["spec"]["key"] = "changed by a reconcile"  # each reader decodes its own copy
+    again = index.latest("a")
+    assert again is not None and again["spec"]["key"] == "ns-1"
     index.drop("a")  # an event while a reader still holds what it got
-    assert len(objs) == 1 and len(entries) == 1
+    assert len(under) == 1 and len(entries) == 1
 
 
 def test_each_kind_is_indexed_by_what_its_childrens_events_carry() -> None:
@@ -67,9 +77,9 @@ def test_each_kind_is_indexed_by_what_its_childrens_events_carry() -> None:
     quota = {"metadata": {"uid": "q", "name": "team-a", "generation": 1}, "spec": {}}
     namespacequota.INDEX.put(quota)
     try:
-        assert [o["metadata"]["uid"] for o in previewenvironment.INDEX.get(builders.namespace_name(preview))] == ["p"]
-        assert [o["metadata"]["uid"] for o in modeldeployment.INDEX.get("ml/fraud")] == ["m"]
-        assert [o["metadata"]["uid"] for o in namespacequota.INDEX.get("team-a")] == ["q"]
+        assert [e.uid for e in previewenvironment.INDEX.under(builders.namespace_name(preview))] == ["p"]
+        assert [e.uid for e in modeldeployment.INDEX.under("ml/fraud")] == ["m"]
+        assert [e.uid for e in namespacequota.INDEX.under("team-a")] == ["q"]
     finally:
         previewenvironment.INDEX.drop("p")
         modeldeployment.INDEX.drop("m")

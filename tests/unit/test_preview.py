@@ -243,6 +243,19 @@ def test_split_grants_a_request_whole_or_not_at_all() -> None:
     assert sum(cpu.values()) <= Decimal("1.5")
 
 
+def test_a_namespace_keeps_the_room_it_holds_when_an_earlier_named_one_appears() -> None:
+    """A preview checks its namespace's limits once, before its first workload: room it saw must not move to a
+    namespace that appeared since, or its Pods are refused after its Deployment was made."""
+    requested = {"preview-b": {"pods": "1"}}
+    first, _ = split_total({"pods": "1"}, {}, {}, ["preview-b"], requested)
+    assert first["preview-b"]["pods"] == "1"
+    requested["preview-a"] = {"pods": "1"}  # sorts first, and nothing is used yet
+    again, _ = split_total({"pods": "1"}, {}, {}, ["preview-a", "preview-b"], requested, held=first)
+    assert (again["preview-a"]["pods"], again["preview-b"]["pods"]) == ("0", "1")
+    unheld, _ = split_total({"pods": "1"}, {}, {}, ["preview-a", "preview-b"], requested)
+    assert (unheld["preview-a"]["pods"], unheld["preview-b"]["pods"]) == ("1", "0")  # name order without it
+
+
 @pytest.mark.parametrize("waiting", [1, 5, 19])
 def test_concurrent_requests_never_sum_above_the_total(waiting: int) -> None:
     names = [f"preview-{i:02d}" for i in range(waiting)]

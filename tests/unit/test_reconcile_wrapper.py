@@ -6,8 +6,12 @@ Kubernetes API (the integration tests do that against the real API server).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import gc
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -288,30 +292,126 @@ def test_ready_keeps_the_reason_the_step_gave(setup: Any) -> None:
     assert (ready["status"], ready["reason"], ready["message"]) == ("True", "Asleep", "scaled to zero")
 
 
-def test_child_events_coalesce_into_one_queued_reconcile(setup: Any) -> None:
-    """Events that arrive while a reconcile of the owner waits for a thread add nothing; one that arrives after it
-    started (it may have read the children already) queues the next. Queuing never waits for the reconcile."""
+def test_events_coalesce_into_one_queued_reconcile_which_reads_the_latest_body(setup: Any) -> None:
+    """Events that arrive while a reconcile of the object waits for a thread add nothing, a spec change included: the
+    reconcile reads the object's latest body when it starts. One that arrives after it started (it may have read
+    past it) queues the next. Queuing never waits for the reconcile."""
     reconciler, _, _, _ = setup
-    runs: list[int] = []
+    generations: list[int] = []
+    bodies = {"uid-1": _obj(VALID)}
     release = threading.Event()
 
     def counted(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
-        runs.append(1)
+        generations.append(obj["metadata"]["generation"])
         return _ok(kube, obj, spec)
 
     with ThreadPoolExecutor(max_workers=1) as executor:
         busy = executor.submit(release.wait)  # the only thread is taken: reconciles queue
-        queued = [reconciler.run_soon(INFO, _obj(VALID), counted, executor) for _ in range(5)]
+        queued = [reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor) for _ in range(5)]
         assert queued[0] is not None and queued[1:] == [None] * 4  # returned at once; four coalesced
         assert reconciler.queued("uid-1")  # the schedule sees it queued
+        bodies["uid-1"] = _obj(VALID, generation=2)  # the spec changed while it waited
+        assert reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor) is None
         release.set()
         busy.result(timeout=30)
-        queued[0].result(timeout=30)
-        assert len(runs) == 1
-        again = reconciler.run_soon(INFO, _obj(VALID), counted, executor)
+        assert queued[0].result(timeout=30) is None  # asks for no retry
+        assert generations == [2]
+        again = reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor)
         assert again is not None
         again.result(timeout=30)
-        assert len(runs) == 2
+        assert generations == [2, 2]
+        del bodies["uid-1"]  # deleted: a reconcile queued meanwhile finds nothing to do
+        gone = reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor)
+        assert gone is not None and gone.result(timeout=30) is None
+        assert generations == [2, 2] and not reconciler.queued("uid-1")
+
+
+class _Cause(dict[str, Any]):
+    """Stands for kopf's cause (a dict subclass, so a weak reference can tell whether anything keeps it)."""
+
+
+CAUSE: contextvars.ContextVar[_Cause] = contextvars.ContextVar("cause")
+
+
+def test_queued_reconciles_run_in_the_first_callers_context_not_each_callers(setup: Any) -> None:
+    """kopf.event needs the posting queue kopf sets in its handlers' context, so reconciles run in one. But each
+    handler's context also holds kopf's cause (the event's whole body, its diff, its patch): a queued reconcile must
+    not keep its caller's, or thousands of queued reconciles keep thousands of bodies."""
+    reconciler, _, _, _ = setup
+    bodies = {"uid-1": _obj(VALID), "uid-2": {**_obj(VALID), "metadata": {"name": "q2", "uid": "uid-2"}}}
+    seen: list[str] = []
+    release = threading.Event()
+
+    def steps(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        seen.append(CAUSE.get()["name"])
+        return _ok(kube, obj, spec)
+
+    def handler(uid: str, executor: ThreadPoolExecutor) -> Any:
+        CAUSE.set(_Cause(name=f"cause of {uid}", body="x" * 10_000))
+        return reconciler.run_soon(INFO, uid, bodies.get, steps, executor)
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        busy = executor.submit(release.wait)
+        try:
+            first = contextvars.Context().run(handler, "uid-1", executor)
+            context = contextvars.Context()
+            second = context.run(handler, "uid-2", executor)
+            cause = weakref.ref(context[CAUSE])
+            del context
+            gc.collect()
+            assert cause() is None  # queued, and the second handler's cause is already gone
+        finally:
+            release.set()
+        busy.result(timeout=30)
+        assert first is not None and second is not None
+        first.result(timeout=30)
+        second.result(timeout=30)
+    assert seen == ["cause of uid-1", "cause of uid-1"]
+
+
+def test_a_queued_reconcile_that_asks_for_a_retry_is_queued_again_after_its_delay(setup: Any) -> None:
+    """kopf no longer retries (its handlers only queue): a Waiting step (a namespace still terminating, a quota
+    being rebalanced) is queued again after the delay it gives, on the loop that queued it."""
+    reconciler, kube, _, _ = setup
+    runs: list[float] = []
+    bodies = {"uid-1": _obj(VALID)}
+    retried: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    def waits_once(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        runs.append(time.monotonic())
+        if len(runs) == 1:
+            raise Waiting("NamespaceTerminating", "namespace a is still being deleted", 0.2)
+        loop, event = retried[0]
+        loop.call_soon_threadsafe(event.set)
+        return _ok(kube, obj, spec)
+
+    async def main(executor: ThreadPoolExecutor) -> None:
+        retried.append((asyncio.get_running_loop(), asyncio.Event()))
+        first = reconciler.run_soon(INFO, "uid-1", bodies.get, waits_once, executor)
+        assert first is not None
+        assert await asyncio.wrap_future(first) == 0.2
+        await retried[0][1].wait()  # queued again by a timer on this loop
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        asyncio.run(asyncio.wait_for(main(executor), timeout=30))
+    assert runs[1] - runs[0] >= 0.2
+    assert _conditions(kube.patches[-1])["Ready"]["status"] == "True"
+
+
+def test_the_status_written_is_kept_only_until_the_watch_shows_it(setup: Any) -> None:
+    """A reconcile queued right after a status write may read the index before the watch delivered that write: it
+    reads what this process wrote instead. Once an event shows the write, the index has it and the copy goes."""
+    reconciler, kube, events, _ = setup
+    stale = _obj(VALID)
+    reconciler.run(INFO, stale, _ok)
+    written = kube.patches[-1]
+    reconciler.received("uid-1", "8", {"observedGeneration": 0})  # an event from before the write
+    reconciler.run(INFO, stale, _ok)  # the index still holds the stale body: nothing to write again
+    assert len(kube.patches) == 1 and len(events) == 1
+    reconciler.received("uid-1", "9", written)  # the watch shows the write
+    assert reconciler._written == {}
+    reconciler.run(INFO, {**stale, "status": written}, _ok)
+    assert len(kube.patches) == 1 and len(events) == 1
 
 
 def test_a_queued_reconcile_that_fails_unexpectedly_is_logged_and_unmarked(
@@ -319,19 +419,19 @@ def test_a_queued_reconcile_that_fails_unexpectedly_is_logged_and_unmarked(
 ) -> None:
     reconciler, _, _, _ = setup
 
-    def broken_status(*_: Any, **__: Any) -> None:
+    def broken_lookup(uid: str) -> Manifest | None:
         raise RuntimeError("boom")
 
-    reconciler.run_quietly = broken_status  # type: ignore[method-assign]  # nothing awaits a queued reconcile
     with ThreadPoolExecutor(max_workers=1) as executor:
-        future = reconciler.run_soon(INFO, _obj(VALID), _ok, executor)
+        future = reconciler.run_soon(INFO, "uid-1", broken_lookup, _ok, executor)
         assert future is not None
         with pytest.raises(RuntimeError):
             future.result(timeout=30)
     assert "queued reconcile failed" in caplog.text
+    assert not reconciler.queued("uid-1")
     executor_gone = ThreadPoolExecutor(max_workers=1)
     executor_gone.shutdown()
-    assert reconciler.run_soon(INFO, _obj(VALID), _ok, executor_gone) is None  # stopping: nothing queued
+    assert reconciler.run_soon(INFO, "uid-1", {}.get, _ok, executor_gone) is None  # stopping: nothing queued
     assert not reconciler.queued("uid-1")
 
 
@@ -359,11 +459,11 @@ def test_stopping_cancels_the_queued_reconciles_that_have_not_started(setup: Any
 
     with ThreadPoolExecutor(max_workers=1) as executor:
         busy = executor.submit(release.wait)
-        queued = []
+        bodies = {}
         for i in range(3):
-            obj = _obj(VALID)
-            obj["metadata"]["uid"] = f"uid-{i}"
-            queued.append(reconciler.run_soon(INFO, obj, counted, executor))
+            bodies[f"uid-{i}"] = _obj(VALID)
+            bodies[f"uid-{i}"]["metadata"]["uid"] = f"uid-{i}"
+        queued = [reconciler.run_soon(INFO, uid, bodies.get, counted, executor) for uid in bodies]
         assert reconciler.cancel_queued() == 3
         release.set()
         busy.result(timeout=30)

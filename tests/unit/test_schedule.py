@@ -12,12 +12,11 @@ from typing import Any
 
 import kopf
 import pytest
-from plinth.adapters.kubernetes import Manifest
 from plinth.operator import schedule
 from plinth.operator.api.v1alpha1 import KindInfo, kind_info
 from plinth.operator.handlers import lifecycle, modeldeployment, namespacequota, previewenvironment
 from plinth.operator.index import Index, Indexed, Timing
-from plinth.operator.reconcile import Steps
+from plinth.operator.reconcile import Latest, Steps
 from plinth.operator.runtime import PeeringActivity
 from plinth.operator.schedule import ScheduledKind, Scheduler
 from plinth.operator.settings import Settings
@@ -42,6 +41,7 @@ class FakeReconciler:
         self.finished: dict[str, float] = {}
         self.waiting: set[str] = set()
         self.queued_objs: list[str] = []
+        self.latest: list[Latest] = []
         self.contexts: list[str | None] = []
         self.on_queue: Any = None
 
@@ -51,8 +51,9 @@ class FakeReconciler:
     def queued(self, uid: str) -> bool:
         return uid in self.waiting
 
-    def run_soon(self, info: KindInfo, obj: Manifest, steps: Steps, executor: Executor) -> None:
-        self.queued_objs.append(obj["metadata"]["uid"])
+    def run_soon(self, info: KindInfo, uid: str, latest: Latest, steps: Steps, executor: Executor) -> None:
+        self.queued_objs.append(uid)
+        self.latest.append(latest)
         self.contexts.append(HANDLER_CONTEXT.get(None))
         if self.on_queue is not None:
             self.on_queue()
@@ -69,12 +70,12 @@ class Clock:
 NOTHING = Timing()
 
 
-def _entry(uid: str, timing: Timing = NOTHING, **meta: Any) -> tuple[ScheduledKind, Indexed]:
-    return KIND, Indexed({"metadata": {"uid": uid, "name": uid, **meta}}, timing)
+def _entry(uid: str, timing: Timing = NOTHING, *, deleting: bool = False) -> tuple[ScheduledKind, Indexed]:
+    return KIND, Indexed(uid=uid, key=uid, deleting=deleting, timing=timing, encoded="{}")
 
 
-def _uids(due: list[tuple[ScheduledKind, Manifest]]) -> list[str]:
-    return [obj["metadata"]["uid"] for _, obj in due]
+def _uids(due: list[tuple[ScheduledKind, str]]) -> list[str]:
+    return [uid for _, uid in due]
 
 
 def _scheduler(reconciler: FakeReconciler, clock: Clock, wall: Clock | None = None, **kwargs: float) -> Scheduler:
@@ -103,7 +104,7 @@ def test_an_object_is_due_every_so_often_counted_from_its_latest_reconcile() -> 
 def test_queued_or_deleted_objects_are_left_alone() -> None:
     reconciler, clock = FakeReconciler(), Clock()
     scheduler = _scheduler(reconciler, clock)
-    entries = [_entry("a", Timing(every=1)), _entry("b", Timing(every=1), deletionTimestamp="2026-11-29T00:00:00Z")]
+    entries = [_entry("a", Timing(every=1)), _entry("b", Timing(every=1), deleting=True)]
     scheduler.due(entries)
     reconciler.waiting.add("a")
     clock.now += 10
@@ -255,32 +256,37 @@ def test_every_kind_is_scheduled_and_kopf_keeps_no_index() -> None:
     }
 
 
-def _resume_handler(kind: ScheduledKind) -> Any:
+def _change_handlers(kind: ScheduledKind) -> list[Any]:
+    """kopf's handlers for the kind's own changes (not its deletion): created, spec updated, resumed."""
     registry = kopf.get_default_registry()
-    found = [
+    return [
         h
         for h in registry._changing.get_all_handlers()  # kopf has no public list
-        if h.initial and h.reason is None and h.selector is not None and h.selector.any_name == kind.info.plural
+        if h.selector is not None and h.selector.any_name == kind.info.plural and h.reason != kopf.Reason.DELETE
     ]
-    assert len(found) == 1, found
-    return found[0].fn
 
 
 @pytest.mark.parametrize("kind", lifecycle.SCHEDULED, ids=lambda kind: kind.info.kind)
-def test_a_resume_queues_the_indexed_object_and_returns(kind: ScheduledKind) -> None:
-    """A sync resume handler held kopf's worker, with the object's whole body, until an executor thread was free:
-    over a restart of thousands of objects, most of the memory peak. It queues the index's copy instead."""
-    handler = _resume_handler(kind)
-    assert asyncio.iscoroutinefunction(handler)
-    meta = {"uid": "u-resume", "name": "r", "namespace": "ns", "managedFields": [{"manager": "kubectl"}]}
+def test_every_change_queues_the_objects_reconcile_and_returns(kind: ScheduledKind) -> None:
+    """A sync handler held kopf's worker, with the object's whole body, until an executor thread was free: over a
+    restart of thousands of objects (resume), or in a burst of creations, most of the memory peak. Each handler
+    queues the object by uid instead; the reconcile reads the index when it starts."""
+    handlers = _change_handlers(kind)
+    assert sorted(str(h.reason) for h in handlers) == sorted(["None", str(kopf.Reason.CREATE), str(kopf.Reason.UPDATE)])
+    assert [h.field for h in handlers if h.reason == kopf.Reason.UPDATE] == [("spec",)]
+    meta = {"uid": "u-change", "name": "r", "namespace": "ns", "managedFields": [{"manager": "kubectl"}]}
     body = {"metadata": meta, "spec": {"source": {"pullRequest": 7}}}  # what every kind's index key reads
     kind.index.put(body)
-    reconciler = FakeReconciler()
     try:
-        asyncio.run(handler(body=kopf.Body(body), memo=kopf.Memo(reconciler=reconciler, executor=None, telemetry=None)))
-        assert reconciler.queued_objs == ["u-resume"]
+        for handler in handlers:
+            assert asyncio.iscoroutinefunction(handler.fn)
+            reconciler = FakeReconciler()
+            memo = kopf.Memo(reconciler=reconciler, executor=None, telemetry=None)
+            asyncio.run(handler.fn(body=kopf.Body(body), memo=memo))
+            assert reconciler.queued_objs == ["u-change"]
+            assert reconciler.latest == [kind.index.latest]
     finally:
-        kind.index.drop("u-resume")
+        kind.index.drop("u-change")
 
 
 def test_peering_activity_follows_kopfs_pausing_and_resuming() -> None:
