@@ -1,4 +1,4 @@
-"""The error ladder: what a reconcile step raises decides the condition, the event and kopf's retry policy.
+"""The error ladder: what a reconcile step raises decides the condition, the event and the retry.
 
 - ``Stalled``: the user must change something (invalid spec, refused secret). Stalled=True, no retry until the
   object changes (kopf.PermanentError).

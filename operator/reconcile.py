@@ -1,5 +1,6 @@
 """The one wrapper around every reconcile: parse, run the kind's steps, summarise conditions, patch status once, and
-record metrics, a span and log lines. Errors follow the ladder in ``errors.py`` and become kopf's retry policy."""
+record metrics, a span and log lines. Errors follow the ladder in ``errors.py``; a reconcile queued by ``run_soon``
+that asks for a retry is queued again after its delay."""
 
 from __future__ import annotations
 

@@ -35,8 +35,8 @@ CANARY_SECONDS = 10
 
 def timing(body: kopf.Body | Manifest) -> Timing:
     """A canary is re-checked every CANARY_SECONDS; an object not Ready at its generation is retried from
-    RETRY_SECONDS on, less often the longer it waits (a failed event-driven reconcile is not retried by kopf, and crash
-    loops show only on Pods, which are not watched)."""
+    RETRY_SECONDS on, less often the longer it waits (crash loops show only on Pods, which are not watched, and a
+    reconcile that failed before it could ask for a retry leaves nothing else to do it)."""
     if (body.get("spec") or {}).get("canary"):
         return Timing(every=CANARY_SECONDS)
     return Timing(every=RETRY_SECONDS, waiting=True) if not_ready(body) else Timing()

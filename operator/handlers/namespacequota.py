@@ -20,8 +20,8 @@ RESOURCE = (GROUP, VERSION, INFO.plural)
 
 
 def timing(body: kopf.Body | Manifest) -> Timing:
-    """Not Ready at its generation: retried from RETRY_SECONDS on, less often the longer it waits (a failed
-    event-driven reconcile is not retried by kopf)."""
+    """Not Ready at its generation: retried from RETRY_SECONDS on, less often the longer it waits (a reconcile that
+    failed before it could ask for a retry leaves nothing else to do it)."""
     return Timing(every=RETRY_SECONDS, waiting=True) if not_ready(body) else Timing()
 
 
