@@ -181,8 +181,11 @@ class Reconciler:
             self._queued.discard(uid)
             written = self._written.get(uid)  # before the index: see ``received``
             obj = latest(uid)
-            if obj is None:
-                return None  # deleted meanwhile, or this replica stood down: nothing to reconcile
+            if obj is None or obj["metadata"].get("deletionTimestamp"):
+                # Gone, or this replica stood down: nothing to reconcile. Being deleted: what is left is the
+                # finalizer's handler's or the garbage collector's, and applying children now would bring back what
+                # they are deleting (a preview's namespace, recreated after its finalizer had seen it gone).
+                return None
             try:
                 self._run_held(info, obj, steps, written)
             except kopf.TemporaryError as retry:

@@ -320,6 +320,11 @@ def test_events_coalesce_into_one_queued_reconcile_which_reads_the_latest_body(s
         assert again is not None
         again.result(timeout=30)
         assert generations == [2, 2]
+        deleting = _obj(VALID, generation=3)
+        deleting["metadata"]["deletionTimestamp"] = "2026-11-30T00:00:00Z"
+        bodies["uid-1"] = deleting  # being deleted: the finalizer's or the garbage collector's, not a reconcile's
+        queued_then_deleted = reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor)
+        assert queued_then_deleted is not None and queued_then_deleted.result(timeout=30) is None
         del bodies["uid-1"]  # deleted: a reconcile queued meanwhile finds nothing to do
         gone = reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor)
         assert gone is not None and gone.result(timeout=30) is None
