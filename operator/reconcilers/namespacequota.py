@@ -107,11 +107,9 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
     for api_version, kind in CHILD_KINDS:
         for child in kube.list(api_version, kind, label_selector=f"{quota.OWNER_LABEL}={name}"):
             existing[(kind, child["metadata"]["namespace"], child["metadata"]["name"])] = child
-    used = {
-        key[1]: (child.get("status") or {}).get("used") or {}
-        for key, child in existing.items()
-        if key[0] == "ResourceQuota" and key[1] in selected
-    }
+    # This quota's ResourceQuota in each selected namespace, by namespace.
+    quotas = {key[1]: child for key, child in existing.items() if key[0] == "ResourceQuota" and key[1] in selected}
+    used = {ns: (rq.get("status") or {}).get("used") or {} for ns, rq in quotas.items()}
     total = spec.total.hard if spec.total else {}
     per_namespace = spec.per_namespace.hard if spec.per_namespace else {}
     by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
@@ -121,11 +119,7 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
         )
         for ns in selected
     }
-    held = {
-        key[1]: (child.get("spec") or {}).get("hard") or {}
-        for key, child in existing.items()
-        if key[0] == "ResourceQuota" and key[1] in selected
-    }
+    held = {ns: (rq.get("spec") or {}).get("hard") or {} for ns, rq in quotas.items()}
     allocation, exceeded = split_total(total, per_namespace, used, selected, requested, held=held)
 
     desired: dict[tuple[str, str, str], Manifest] = {}
@@ -137,7 +131,7 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
         if (kind, ns, child_name) not in desired:
             kube.delete(child["apiVersion"], kind, child_name, namespace=ns)
 
-    used_total = sum_usage([c for k, c in existing.items() if k[0] == "ResourceQuota" and k[1] in selected])
+    used_total = sum_usage(list(quotas.values()))
     hard = dict(sorted(total.items()))
     status: dict[str, Any] = {
         "namespaces": {"count": len(selected), "names": selected[:MAX_LISTED_NAMESPACES]},
