@@ -4,6 +4,9 @@ The Go module in ``hack/localkube`` is built once and cached under ``~/.cache/pl
 hash of its sources (go.mod, go.sum, *.go), so a second ``up`` starts in seconds. Each cluster lives in its own
 directory (``~/.cache/plinth/clusters/<name>/`` by default) with its kubeconfig, logs and ``state.json``; several run
 side by side on free loopback ports.
+
+Nodes are simulated here (Pods are marked Running; for scale); ``devnode`` starts a cluster with one real node
+through the same ``up`` (its ``node_args``) and reads what the node publishes on 127.0.0.1 from ``state.json``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CACHE_ENV = "PLINTH_CACHE_DIR"
@@ -60,8 +63,8 @@ def kubernetes_version(src: Path) -> str:
 
 def source_key(src: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted([src / "go.mod", src / "go.sum", *src.glob("*.go")]):
-        digest.update(path.name.encode())
+    for path in sorted(p for p in [src / "go.mod", src / "go.sum", *src.rglob("*.go")] if p.is_file()):
+        digest.update(str(path.relative_to(src)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -145,6 +148,19 @@ class LocalCluster:
     pid: int
     nodes: tuple[str, ...]
     version: str
+    published: dict[str, str] = field(default_factory=dict)
+    """Real node: what the host reaches on 127.0.0.1, by name (``ingress`` -> ``127.0.0.1:PORT``)."""
+
+    @property
+    def real(self) -> bool:
+        return bool(self.published)
+
+    @property
+    def ingress(self) -> str:
+        """``http://127.0.0.1:PORT``: the ingress controller's web entrypoint (a real node only)."""
+        if "ingress" not in self.published:
+            raise ClusterError(f"cluster {self.name!r} has no real node: no ingress is published")
+        return f"http://{self.published['ingress']}"
 
     def env(self) -> dict[str, str]:
         return {"KUBECONFIG": str(self.kubeconfig)}
@@ -185,25 +201,32 @@ def status(name: str, directory: Path | None = None) -> LocalCluster | None:
         pid=int(state["pid"]),
         nodes=tuple(state.get("nodes", ())),
         version=state.get("version", ""),
+        published=dict(state.get("published") or {}),
     )
 
 
 def up(
-    name: str = "dev", *, directory: Path | None = None, nodes: int = 1, timeout: float = BOOT_TIMEOUT
+    name: str = "dev",
+    *,
+    directory: Path | None = None,
+    nodes: int = 1,
+    node_args: Sequence[str] = (),
+    timeout: float = BOOT_TIMEOUT,
 ) -> LocalCluster:
     """Start the cluster *name* (or return it if it already runs) and wait until the API is ready and nodes are Ready.
 
-    The supervisor only writes ``state.json`` once ``/readyz`` answers and every simulated node is registered Ready,
-    so its appearance is the readiness signal.
+    The supervisor only writes ``state.json`` once ``/readyz`` answers and every node is registered Ready, so its
+    appearance is the readiness signal. *node_args* are ``localkube up``'s real-node flags (see ``devnode``).
     """
     if running := status(name, directory):
         return running
     binary = ensure_binary()
+    args = [str(binary), "up", "--nodes", str(nodes), *node_args]
     root = cluster_dir(name, directory)
     root.mkdir(parents=True, exist_ok=True)
     with (root / "localkube.log").open("w") as log:
         proc = subprocess.Popen(
-            [str(binary), "up", "--dir", str(root), "--nodes", str(nodes)],
+            [*args, "--dir", str(root)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

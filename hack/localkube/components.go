@@ -6,6 +6,7 @@ package main
 // of a little memory.
 
 import (
+	"context"
 	_ "time/tzdata" // CronJob time zones, as upstream's mains do
 
 	"github.com/spf13/cobra"
@@ -15,7 +16,9 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"  // version metric
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 // components maps a multi-call name to the upstream command that implements it.
@@ -23,6 +26,9 @@ var components = map[string]func() *cobra.Command{
 	"kube-apiserver":          func() *cobra.Command { return apiserver.NewAPIServerCommand() },
 	"kube-controller-manager": func() *cobra.Command { return controllermanager.NewControllerManagerCommand() },
 	"kube-scheduler":          func() *cobra.Command { return scheduler.NewSchedulerCommand() },
+	// The real node's components (`up --real-nodes`), run by `node-init` inside the node's namespaces.
+	"kubelet":    func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) },
+	"kube-proxy": func() *cobra.Command { return proxy.NewProxyCommand() },
 }
 
 // runComponent runs one upstream component with the given arguments and returns its exit code.

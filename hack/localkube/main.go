@@ -21,6 +21,8 @@ func main() {
 	switch name := os.Args[1]; name {
 	case "up":
 		os.Exit(runUp(os.Args[2:]))
+	case "node-init":
+		os.Exit(runNodeInit(os.Args[2:]))
 	case "version":
 		fmt.Println(kubeVersion)
 	default:

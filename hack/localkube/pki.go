@@ -28,6 +28,8 @@ type pki struct {
 	adminCert, adminKey      string
 	saKey, saPub             string
 	caPEM, adminPEM, adminKP []byte
+	ca                       *x509.Certificate
+	caSigner                 crypto.Signer
 }
 
 func newPKI(dir string) (*pki, error) {
@@ -60,6 +62,7 @@ func newPKI(dir string) (*pki, error) {
 		return nil, err
 	}
 	ca, _ := x509.ParseCertificate(caDER)
+	p.ca, p.caSigner = ca, caKey
 	p.caPEM = pemBlock("CERTIFICATE", caDER)
 	if err := writeFile(p.caCert, p.caPEM); err != nil {
 		return nil, err
@@ -104,6 +107,21 @@ func newPKI(dir string) (*pki, error) {
 		return nil, err
 	}
 	return p, writeFile(p.saPub, pemBlock("PUBLIC KEY", pubDER))
+}
+
+// clientCert issues a client certificate for user cn in groups orgs (e.g. a kubelet's system:node:<name> in
+// system:nodes), written as <name>.crt/.key beside the CA; it returns both PEM encodings.
+func (p *pki) clientCert(name, cn string, orgs ...string) ([]byte, []byte, error) {
+	now := time.Now().Add(-time.Hour)
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: cn, Organization: orgs},
+		NotBefore:    now,
+		NotAfter:     now.Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return issue(tmpl, p.ca, p.caSigner, filepath.Join(p.dir, name+".crt"), filepath.Join(p.dir, name+".key"))
 }
 
 // issue signs tmpl with the CA and writes the certificate and a fresh key; it returns both PEM encodings.

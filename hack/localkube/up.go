@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -42,6 +43,8 @@ type upOptions struct {
 	nodeMemory string
 	nodePods   int
 	verbosity  int
+	realNode   bool
+	node       realNodeOptions
 }
 
 type child struct {
@@ -52,14 +55,15 @@ type child struct {
 
 // state is what `plinth cluster` reads to find and stop the cluster.
 type state struct {
-	PID        int            `json:"pid"`
-	Server     string         `json:"server"`
-	Kubeconfig string         `json:"kubeconfig"`
-	Ports      map[string]int `json:"ports"`
-	Children   map[string]int `json:"children"`
-	Nodes      []string       `json:"nodes"`
-	Version    string         `json:"version"`
-	API        string         `json:"api"` // "running", or "stopped" during an outage drill (SIGUSR1/SIGUSR2)
+	PID        int               `json:"pid"`
+	Server     string            `json:"server"`
+	Kubeconfig string            `json:"kubeconfig"`
+	Ports      map[string]int    `json:"ports"`
+	Children   map[string]int    `json:"children"`
+	Nodes      []string          `json:"nodes"`
+	Version    string            `json:"version"`
+	Published  map[string]string `json:"published,omitempty"` // real node: name -> 127.0.0.1:port on the host
+	API        string            `json:"api"`                 // "running", or "stopped" during an outage drill (SIGUSR1/SIGUSR2)
 }
 
 func runUp(args []string) int {
@@ -71,11 +75,30 @@ func runUp(args []string) int {
 	fs.StringVar(&opts.nodeMemory, "node-memory", "64Gi", "allocatable memory of each simulated node")
 	fs.IntVar(&opts.nodePods, "node-pods", 250, "allocatable pods of each simulated node")
 	fs.IntVar(&opts.verbosity, "v", 0, "log verbosity of the Kubernetes components")
+	fs.BoolVar(&opts.realNode, "real-node", false, "run one real node (kubelet, kube-proxy, containerd) instead of simulated ones")
+	fs.StringVar(&opts.node.containerd, "containerd", "", "real node: the containerd binary")
+	fs.StringVar(&opts.node.shim, "containerd-shim", "", "real node: the containerd-shim-runc-v2 binary")
+	fs.StringVar(&opts.node.ctr, "ctr", "", "real node: the ctr binary (imports the images)")
+	fs.StringVar(&opts.node.runc, "runc", "/usr/sbin/runc", "real node: the runc binary")
+	fs.StringVar(&opts.node.cniBin, "cni-bin", "/usr/lib/cni", "real node: the directory of the CNI plugins")
+	fs.StringVar(&opts.node.sandboxImage, "sandbox-image", "plinth.local/pause:3.10", "real node: the Pod sandbox image (must be among --image)")
+	fs.Func("image", "real node: an OCI archive to import into containerd (repeatable)", func(v string) error {
+		opts.node.images = append(opts.node.images, v)
+		return nil
+	})
+	fs.Func("publish", "real node: name=address to forward from a port on the host's 127.0.0.1 to address inside the node (repeatable)", func(v string) error {
+		opts.node.publish = append(opts.node.publish, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if opts.dir == "" {
 		fmt.Fprintln(os.Stderr, "localkube up: --dir is required")
+		return 2
+	}
+	if opts.realNode && (opts.node.containerd == "" || opts.node.shim == "" || opts.node.ctr == "") {
+		fmt.Fprintln(os.Stderr, "localkube up: --real-node needs --containerd, --containerd-shim and --ctr")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -123,8 +146,55 @@ func up(ctx context.Context, opts upOptions) (err error) {
 	}
 	server := fmt.Sprintf("https://127.0.0.1:%d", ports["apiserver"])
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(kubeconfig, server, certs); err != nil {
+	if err := writeKubeconfig(kubeconfig, server, certs.caPEM, certs.adminPEM, certs.adminKP); err != nil {
 		return err
+	}
+
+	logger := log.New(os.Stderr, "localkube ", log.LstdFlags|log.Lmicroseconds)
+	var node *realNode
+	var egressArgs []string
+	if opts.realNode {
+		// The API server reaches the node (kubelet, Services) only through this proxy (see netns.go).
+		// A Unix socket: the API server's TCP transport to an egress proxy requires mutual TLS.
+		egressSocket := filepath.Join(dir, "egress.sock")
+		_ = os.Remove(egressSocket)
+		egress, err := net.Listen("unix", egressSocket)
+		if err != nil {
+			return err
+		}
+		go connectProxy(ctx, egress, func() *netns {
+			if node == nil {
+				return nil
+			}
+			return node.ns
+		}, logger)
+		egressFile := filepath.Join(certs.dir, "egress-selector.yaml")
+		if err := os.WriteFile(egressFile, []byte(fmt.Sprintf(`apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+- name: cluster
+  connection:
+    proxyProtocol: HTTPConnect
+    transport:
+      uds:
+        udsName: %s
+`, egressSocket)), 0o600); err != nil {
+			return err
+		}
+		egressArgs = []string{
+			"--egress-selector-config-file=" + egressFile,
+			// The `kubernetes` Service's endpoint: the node forwards this address and port to the API server.
+			"--advertise-address=" + nodeIP,
+			"--kubelet-client-certificate=" + certs.adminCert, "--kubelet-client-key=" + certs.adminKey,
+			// The node's name resolves nowhere; its address is reached through the egress proxy.
+			"--kubelet-preferred-address-types=InternalIP",
+		}
+	} else {
+		egressArgs = []string{
+			"--advertise-address=127.0.0.1",
+			// Loopback is not a routable address for the kubernetes Service endpoints; nothing in-cluster dials it.
+			"--endpoint-reconciler-type=none",
+		}
 	}
 
 	etcdDir, etcdLog := filepath.Join(dir, "etcd"), filepath.Join(logDir, "etcd.log")
@@ -148,21 +218,20 @@ func up(ctx context.Context, opts upOptions) (err error) {
 
 	apiserverArgs := []string{
 		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", ports["etcd-client"]),
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(ports["apiserver"]),
 		"--cert-dir=" + certs.dir,
 		"--tls-cert-file=" + certs.serverCert, "--tls-private-key-file=" + certs.serverKey,
 		"--client-ca-file=" + certs.caCert,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + certs.saPub, "--service-account-signing-key-file=" + certs.saKey,
-		"--service-cluster-ip-range=10.96.0.0/16",
+		"--service-cluster-ip-range=" + serviceCIDR,
 		"--authorization-mode=Node,RBAC",
 		"--allow-privileged=true",
 		"--profiling=false",
-		// Loopback is not a routable address for the kubernetes Service endpoints; nothing in-cluster dials it.
-		"--endpoint-reconciler-type=none",
 		"--v=" + v,
 	}
+	apiserverArgs = append(apiserverArgs, egressArgs...)
 	apiserver, err := startChild(exe, "kube-apiserver", logDir, false, apiserverArgs...)
 	if err != nil {
 		return err
@@ -187,6 +256,9 @@ func up(ctx context.Context, opts upOptions) (err error) {
 		"--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
 		"--concurrent-namespace-syncs=10", "--concurrent-gc-syncs=40",
 	)
+	if opts.realNode { // kube-proxy and the network policy agent read the node's podCIDR
+		cmArgs = append(cmArgs, "--allocate-node-cidrs=true", "--cluster-cidr="+clusterCIDR, "--node-cidr-mask-size=24")
+	}
 	cm, err := startChild(exe, "kube-controller-manager", logDir, false, cmArgs...)
 	if err != nil {
 		return err
@@ -218,13 +290,28 @@ func up(ctx context.Context, opts upOptions) (err error) {
 		}
 		return nil
 	}
-	if err := startSim(); err != nil {
-		return err
+	var nodeNames []string
+	var nodeExit <-chan error
+	published := map[string]string{}
+	if opts.realNode {
+		if node, err = startRealNode(ctx, dir, exe, opts.node, certs, ports["apiserver"], logDir, logger); err != nil {
+			return err
+		}
+		defer node.stop()
+		if err := waitNodeReady(ctx, server, certs, node, 3*time.Minute); err != nil {
+			return fmt.Errorf("%w (see %s)", err, filepath.Join(logDir, "kubelet.log"))
+		}
+		nodeNames, nodeExit, published = []string{realNodeName}, node.done, node.published
+	} else {
+		if err := startSim(); err != nil {
+			return err
+		}
+		nodeNames = sim.NodeNames()
 	}
 
 	st := state{
-		PID: os.Getpid(), Server: server, Kubeconfig: kubeconfig, Ports: ports,
-		Children: map[string]int{}, Nodes: sim.NodeNames(), Version: kubeVersion, API: "running",
+		PID: os.Getpid(), Server: server, Kubeconfig: kubeconfig, Ports: ports, Published: published,
+		Children: map[string]int{}, Nodes: nodeNames, Version: kubeVersion, API: "running",
 	}
 	for _, c := range children {
 		st.Children[c.name] = c.cmd.Process.Pid
@@ -246,6 +333,8 @@ func up(ctx context.Context, opts upOptions) (err error) {
 			return nil
 		case err := <-simErr:
 			return fmt.Errorf("node simulator stopped: %w", err)
+		case err := <-nodeExit:
+			return err
 		case err := <-etcdErr:
 			return fmt.Errorf("etcd stopped: %w", err)
 		case err := <-others:
@@ -280,8 +369,10 @@ func up(ctx context.Context, opts upOptions) (err error) {
 				// exit once they cannot renew their lease): client-go's reconnect back-off (up to 30 s, jittered)
 				// would otherwise keep their caches stale for a minute, and the drill would measure that.
 				stopChildrenWithin(children[1:], 2*time.Second)
-				cancelSim()
-				<-simErr
+				if sim != nil {
+					cancelSim()
+					<-simErr
+				}
 				if children[1], err = startChild(exe, "kube-controller-manager", logDir, true, cmArgs...); err != nil {
 					return err
 				}
@@ -289,8 +380,10 @@ func up(ctx context.Context, opts upOptions) (err error) {
 					return err
 				}
 				others = firstExit(children[1:])
-				if err := startSim(); err != nil {
-					return err
+				if sim != nil { // a real kubelet reconnects by itself
+					if err := startSim(); err != nil {
+						return err
+					}
 				}
 				st.API = "running"
 				for _, c := range children {
@@ -446,8 +539,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// writeKubeconfig writes an admin kubeconfig with everything inlined, so it stays valid when copied elsewhere.
-func writeKubeconfig(path, server string, certs *pki) error {
+// writeKubeconfig writes a kubeconfig with everything inlined, so it stays valid when copied elsewhere.
+func writeKubeconfig(path, server string, caPEM, certPEM, keyPEM []byte) error {
 	b64 := base64.StdEncoding.EncodeToString
 	content := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -467,6 +560,6 @@ contexts:
     cluster: plinth-local
     user: plinth-admin
 current-context: plinth-local
-`, server, b64(certs.caPEM), b64(certs.adminPEM), b64(certs.adminKP))
+`, server, b64(caPEM), b64(certPEM), b64(keyPEM))
 	return os.WriteFile(path, []byte(content), 0o600)
 }

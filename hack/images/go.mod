@@ -1,0 +1,3 @@
+module plinth.dev/hack/images
+
+go 1.26.0
