@@ -11,7 +11,7 @@ export GOTOOLCHAIN := local
 # here would put the working directory on sys.path and that folder would shadow the standard library's `operator`.
 export PYTHONSAFEPATH := 1
 
-.PHONY: help install controlplane test test-unit test-integration lint crds dev dev-down
+.PHONY: help install node-deps controlplane test test-unit test-integration lint crds dev dev-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,7 +24,10 @@ $(BIN)/plinth: pyproject.toml
 
 install: $(BIN)/plinth  ## create .venv with Plinth and its dev tools (kubectl, pytest, ruff, mypy)
 
-controlplane: install  ## build the local control plane and helm (cached; the first build takes ~10 min on 2 cores)
+node-deps:  ## install the Debian packages a real node needs (runc, CNI plugins, nftables; as root, once)
+	hack/node-deps.sh
+
+controlplane: install node-deps  ## build the local control plane, the real node's parts and helm (cached)
 	$(BIN)/plinth cluster build
 	$(BIN)/python hack/helm/ensure_helm.py >/dev/null
 

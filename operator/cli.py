@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import click
-from plinth.operator import devcluster
+from plinth.operator import devcluster, devnode
 from plinth.operator.previewcli import preview
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,8 @@ def crds(check: bool, crds_dir: Path, reference: Path) -> None:
 
 @main.group()
 def cluster() -> None:
-    """The local, Docker-free control plane (etcd, kube-apiserver, controller-manager, scheduler, simulated nodes)."""
+    """The local, Docker-free control plane (etcd, kube-apiserver, controller-manager, scheduler) with simulated or
+    real nodes."""
 
 
 _name = click.option("--name", default="dev", show_default=True, help="Cluster name; several can run side by side.")
@@ -74,7 +75,14 @@ _dir = click.option(
 @cluster.command("up")
 @_name
 @_dir
-@click.option("--nodes", default=1, show_default=True, help="Number of simulated nodes.")
+@click.option(
+    "--nodes",
+    default="simulated",
+    show_default=True,
+    metavar="real|simulated|N",
+    help="`real`: one real node (kubelet, containerd, runc; Pods run, an ingress answers on 127.0.0.1). "
+    "`simulated` or a number N: N simulated nodes (default 1; Pods are marked Running, for scale).",
+)
 @click.option(
     "--wait/--no-wait",
     default=True,
@@ -82,17 +90,27 @@ _dir = click.option(
     help="Wait until /readyz answers and every node is Ready (the only mode: kept for scripts).",
 )
 @click.option("--timeout", default=devcluster.BOOT_TIMEOUT, show_default=True, help="Seconds to wait for readiness.")
-def cluster_up(name: str, directory: Path | None, nodes: int, wait: bool, timeout: float) -> None:
+def cluster_up(name: str, directory: Path | None, nodes: str, wait: bool, timeout: float) -> None:
     """Build (once, cached) and start a local cluster; prints its kubeconfig path."""
     del wait  # startup always waits: state.json only appears once the cluster is usable
+    if nodes not in ("real", "simulated") and not (nodes.isdigit() and int(nodes) > 0):
+        raise click.BadParameter(
+            f"{nodes!r}: want `real`, `simulated` or a number of simulated nodes", param_hint="--nodes"
+        )
     try:
-        running = devcluster.up(name, directory=directory, nodes=nodes, timeout=timeout)
+        if nodes == "real":
+            running = devnode.up(name, directory=directory, timeout=timeout)
+        else:
+            count = 1 if nodes == "simulated" else int(nodes)
+            running = devcluster.up(name, directory=directory, nodes=count, timeout=timeout)
     except devcluster.ClusterError as err:
         raise click.ClickException(str(err)) from err
     click.echo(
         f"cluster {name!r} ready: {running.server} ({running.version}, nodes: {', '.join(running.nodes)})", err=True
     )
     click.echo(f"export KUBECONFIG={running.kubeconfig}", err=True)
+    if running.real:
+        click.echo(f"ingress: {running.ingress}  (curl -H 'Host: <host>' {running.ingress}/)", err=True)
     click.echo(str(running.kubeconfig))
 
 

@@ -145,20 +145,21 @@ def cached(image: Image, inputs: Iterable[bytes] = ()) -> Path:
     return target if target.is_file() else archive(image, target)
 
 
-def go_image(name: str, command: str, env: Mapping[str, str] | None = None) -> Path:
+def binary_image(name: str, binary: Path, args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Path:
+    """A single-binary image running *binary* (a static executable) as ``/<its name>``, cached."""
+    path = f"/{binary.name}"
+    image = Image(name=name, files=[File(path, binary.read_bytes(), 0o755)], entrypoint=[path, *args], env=env or {})
+    return cached(image)
+
+
+def go_image(name: str, command: str) -> Path:
     """A single-binary image of ``hack/images/cmd/<command>`` (static, built once and cached)."""
     binary = devcluster.ensure_go_binary(
         IMAGES_MODULE, command, package=f"./cmd/{command}", what=f"the {command} image's binary", log=False
     )
-    image = Image(
-        name=name,
-        files=[File(f"/{command}", binary.read_bytes(), 0o755)],
-        entrypoint=[f"/{command}"],
-        env=env or {},
-    )
-    return cached(image)
+    return binary_image(name, binary)
 
 
 def node_images() -> list[Path]:
-    """Every image the real node needs before its first Pod: the sandbox and the demo app."""
+    """The images of ``hack/images``: the Pod sandbox and the demo app."""
     return [go_image(PAUSE, "pause"), go_image(DEMO_WEB, "demo-web")]

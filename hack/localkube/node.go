@@ -525,7 +525,7 @@ func superviseNode(spec nodeSpec, logger *log.Logger) int {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	s := &nodeSupervisor{logger: logger, children: map[int]string{}, waiting: map[int]chan unix.WaitStatus{}, exited: make(chan string, 16),
-		env: append(os.Environ(), "PATH="+filepath.Dir(spec.Shim)+":"+os.Getenv("PATH")), logDir: spec.LogDir}
+		env: append(os.Environ(), "PATH="+filepath.Dir(spec.Shim)+":"+os.Getenv("PATH")+":/usr/sbin:/sbin"), logDir: spec.LogDir}
 	go s.reap()
 
 	if err := s.start("containerd", spec.Containerd, "--config", filepath.Join(spec.Dir, "containerd", "config.toml")); err != nil {

@@ -188,7 +188,8 @@ def service_monitor(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
 
 
 def with_telemetry(env: list[dict[str, Any]], injected: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The injected OTEL_* variables the container does not set itself (the user's own setting wins)."""
+    """The injected variables (OTEL_*, a preview's PORT, ...) the container does not set itself: the user's own
+    setting wins."""
     own = {e["name"] for e in env}
     return [e for e in injected if e["name"] not in own]
 

@@ -124,6 +124,18 @@ def _meta(owner: Manifest, name: str, extra: Mapping[str, str] | None = None) ->
     return {"name": name, "namespace": namespace_name(owner), "labels": {**owner_labels(owner), **(extra or {})}}
 
 
+def platform_env(spec: PreviewEnvironmentSpec, service: PreviewService) -> list[dict[str, str]]:
+    """What a preview's container is told about itself, as PaaS platforms do: the port to listen on (``PORT``,
+    the one its Service and probe use), its service name and the commit it was built from."""
+    env = [
+        {"name": "PORT", "value": str(service.port)},
+        {"name": "PLINTH_SERVICE", "value": service.name},
+    ]
+    if spec.source.commit:
+        env.append({"name": "PLINTH_COMMIT", "value": spec.source.commit})
+    return env
+
+
 def deployment(
     owner: Manifest,
     spec: PreviewEnvironmentSpec,
@@ -133,7 +145,9 @@ def deployment(
 ) -> Manifest:
     selector = {OWNER_LABEL: owner["metadata"]["name"], SERVICE_LABEL: service.name}
     env = [e.model_dump(by_alias=True, exclude_none=True) for e in service.env]
-    env += with_telemetry(env, telemetry.env(service.name, namespace_name(owner), spec.source.commit))
+    env += with_telemetry(
+        env, platform_env(spec, service) + telemetry.env(service.name, namespace_name(owner), spec.source.commit)
+    )
     probe: dict[str, Any] = (
         {"httpGet": {"path": service.readiness_path, "port": "http"}}
         if service.readiness_path

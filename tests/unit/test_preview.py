@@ -135,6 +135,25 @@ def test_deployment_is_restricted_labelled_and_sleeps_at_zero() -> None:
     assert preview.deployment(obj, spec, spec.services[0], sleeping=True)["spec"]["replicas"] == 0
 
 
+def test_containers_are_told_their_port_service_and_commit_unless_they_set_them() -> None:
+    obj = owner(
+        services=[
+            {"name": "web", "image": "ghcr.io/acme/web:1", "port": 3000},
+            {"name": "api", "image": "ghcr.io/acme/api:1", "env": [{"name": "PORT", "value": "9000"}]},
+        ]
+    )
+    spec = parsed(obj)
+
+    def env(i: int) -> dict[str, str]:
+        container = preview.deployment(obj, spec, spec.services[i], sleeping=False)["spec"]["template"]["spec"]
+        return {e["name"]: e["value"] for e in container["containers"][0]["env"]}
+
+    assert env(0) == {"PORT": "3000", "PLINTH_SERVICE": "web", "PLINTH_COMMIT": "3f2c9a1"}
+    assert env(1) == {"PORT": "9000", "PLINTH_SERVICE": "api", "PLINTH_COMMIT": "3f2c9a1"}  # the user's PORT wins
+    del obj["spec"]["source"]["commit"]
+    assert "PLINTH_COMMIT" not in {e["name"] for e in preview.platform_env(parsed(obj), spec.services[0])}
+
+
 def test_model_deployment_keeps_the_users_spec_and_sleeps() -> None:
     raw = {
         "model": {"name": "scorer", "version": "1.0.0", "uri": "s3://m/1"},
