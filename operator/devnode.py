@@ -80,7 +80,7 @@ def check_host() -> tuple[Path, Path]:
 
 
 def _required(module_dir: Path, module: str) -> str:
-    match = re.search(rf"^\s*{re.escape(module)} (v\S+)", (module_dir / "go.mod").read_text(), re.MULTILINE)
+    match = re.search(rf"^(?:require)?\s*{re.escape(module)} (v\S+)", (module_dir / "go.mod").read_text(), re.MULTILINE)
     if not match:
         raise devcluster.ClusterError(f"{module_dir / 'go.mod'} does not require {module}")
     return match.group(1)
@@ -165,23 +165,17 @@ def go_module_dir(module: str) -> Path:
 
 
 def gateway_api_crds() -> list[Path]:
-    """Gateway API's standard channel, as the project ships it."""
-    return sorted((go_module_dir(GATEWAY_API) / "config" / "crd" / "standard").glob("gateway.networking.k8s.io_*.yaml"))
+    """Gateway API's standard-channel CRDs, as the project ships them."""
+    standard = go_module_dir(GATEWAY_API) / "config" / "crd" / "standard"
+    return sorted(p for p in standard.glob("gateway.networking.k8s.io_*.yaml") if "_vap_" not in p.name)
 
 
 def install_addons(cluster: devcluster.LocalCluster, parts: NodeParts, timeout: float = 180) -> None:
     """Apply the Gateway API CRDs and the add-ons, and wait until DNS and the ingress serve (idempotent)."""
     crds = gateway_api_crds()
     kubectl(cluster, "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", *(f"-f={c}" for c in crds))
-    kubectl(
-        cluster,
-        "wait",
-        "--for=condition=Established",
-        f"--timeout={timeout:.0f}s",
-        "crd",
-        "-l",
-        "gateway.networking.k8s.io/bundle-version",
-    )
+    names = [c.name.removesuffix(".yaml").split("_", 1)[1] + ".gateway.networking.k8s.io" for c in crds]
+    kubectl(cluster, "wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *(f"crd/{n}" for n in names))
     for name, image in parts.addon_images.items():
         manifest = (ADDONS / f"{name}.yaml").read_text().replace("{{image}}", image)
         kubectl(

@@ -344,6 +344,7 @@ disabled_plugins = [
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      runtime_path = %[8]q
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         BinaryName = %[4]q
         SystemdCgroup = false
@@ -360,7 +361,7 @@ disabled_plugins = [
   stream_server_address = "127.0.0.1"
   stream_server_port = "10010"
 `, filepath.Join(nodeDir, "containerd", "root"), filepath.Join(nodeDir, "containerd", "state"), socket,
-		opts.runc, opts.cniBin, filepath.Join(nodeDir, "cni", "net.d"), opts.sandboxImage)
+		opts.runc, opts.cniBin, filepath.Join(nodeDir, "cni", "net.d"), opts.sandboxImage, opts.shim)
 }
 
 func cniConfig(nodeDir string) string {
@@ -525,7 +526,7 @@ func superviseNode(spec nodeSpec, logger *log.Logger) int {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	s := &nodeSupervisor{logger: logger, children: map[int]string{}, waiting: map[int]chan unix.WaitStatus{}, exited: make(chan string, 16),
-		env: append(os.Environ(), "PATH="+filepath.Dir(spec.Shim)+":"+os.Getenv("PATH")+":/usr/sbin:/sbin"), logDir: spec.LogDir}
+		env: nodeEnv(os.Getenv("PATH") + ":/usr/sbin:/sbin"), logDir: spec.LogDir}
 	go s.reap()
 
 	if err := s.start("containerd", spec.Containerd, "--config", filepath.Join(spec.Dir, "containerd", "config.toml")); err != nil {
@@ -683,6 +684,17 @@ func describeExit(s unix.WaitStatus) string {
 		return "signal " + s.Signal().String()
 	}
 	return "status " + strconv.Itoa(s.ExitStatus())
+}
+
+// nodeEnv is the components' environment: the supervisor's, with PATH replaced (a child reads the first PATH).
+func nodeEnv(path string) []string {
+	env := []string{"PATH=" + path}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func waitSocket(path string, timeout time.Duration, exited <-chan string) error {

@@ -12,6 +12,9 @@ OWNER_LABEL = "plinth.dev/namespacequota"
 QUOTA_NAME = "plinth-quota"
 LIMITS_NAME = "plinth-defaults"
 ISOLATION_NAME = "plinth-isolation"
+# Namespaces whose Pods NamespaceQuota's isolation policies always admit: the ingress controller's (it carries the
+# traffic of every exposed service). The label is the platform's to set, on the ingress controller's namespace only.
+INGRESS_CONTROLLER_LABEL = "plinth.dev/ingress-controller"
 
 Manifest = dict[str, Any]
 
@@ -54,13 +57,16 @@ def limit_range(owner: Manifest, spec: NamespaceQuotaSpec, namespace: str) -> Ma
 
 
 def network_policies(owner: Manifest, spec: NamespaceQuotaSpec, namespace: str) -> list[Manifest]:
-    """DefaultDeny denies all ingress; AllowSameNamespace admits ingress from the same namespace only.
+    """DefaultDeny denies all ingress; AllowSameNamespace admits ingress from the same namespace only. Both admit the
+    ingress controller's namespace: a preview's URL must keep working under its team's isolation.
 
     Isolation is ingress-only: egress, and with it DNS resolution, stays open.
     """
     if spec.network_isolation == "None":
         return []
-    ingress: list[Any] = [] if spec.network_isolation == "DefaultDeny" else [{"from": [{"podSelector": {}}]}]
+    ingress: list[Any] = [{"from": [{"namespaceSelector": {"matchLabels": {INGRESS_CONTROLLER_LABEL: "true"}}}]}]
+    if spec.network_isolation == "AllowSameNamespace":
+        ingress.append({"from": [{"podSelector": {}}]})
     return [
         {
             "apiVersion": "networking.k8s.io/v1",

@@ -70,3 +70,19 @@ def test_shares_never_sum_past_the_total_and_never_cut_below_usage(seed: int) ->
     else:
         assert _sum(allocation, resource) == used_sum  # frozen: nothing new fits anywhere
         assert exceeded == [resource]
+
+
+def test_isolation_policies_always_admit_the_ingress_controller() -> None:
+    from plinth.operator.api.v1alpha1 import NamespaceQuotaSpec
+    from plinth.operator.builders import quota
+
+    owner = {"apiVersion": "plinth.dev/v1alpha1", "kind": "NamespaceQuota", "metadata": {"name": "t", "uid": "u"}}
+    controller = {"from": [{"namespaceSelector": {"matchLabels": {quota.INGRESS_CONTROLLER_LABEL: "true"}}}]}
+
+    def rules(isolation: str) -> list[object]:
+        spec = NamespaceQuotaSpec.model_validate({"namespaces": ["shop"], "networkIsolation": isolation})
+        return [p["spec"]["ingress"] for p in quota.network_policies(owner, spec, "shop")]
+
+    assert rules("None") == []
+    assert rules("DefaultDeny") == [[controller]]
+    assert rules("AllowSameNamespace") == [[controller, {"from": [{"podSelector": {}}]}]]

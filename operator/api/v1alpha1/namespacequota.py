@@ -173,7 +173,9 @@ class NamespaceQuotaSpec(ApiModel):
         description=(
             "NetworkPolicy placed in every selected namespace. None: no policy, traffic is unrestricted. "
             "DefaultDeny: all ingress traffic to Pods is denied unless another policy allows it. "
-            "AllowSameNamespace: Pods accept ingress traffic only from Pods in the same namespace."
+            "AllowSameNamespace: Pods accept ingress traffic only from Pods in the same namespace. "
+            "Both admit the ingress controller (Pods in namespaces labelled plinth.dev/ingress-controller=true), "
+            "so exposed services stay reachable through their URL."
         ),
     )
 
