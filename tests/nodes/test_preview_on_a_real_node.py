@@ -55,7 +55,7 @@ def test_ci_flow_create_push_delete(node_cluster: NodeCluster, node_operator: Op
         7,
         services=[demo(env=env)],
         secrets=[{"copyFrom": {"name": "shop-db"}}],
-        ingress={"domain": DOMAIN, "className": "plinth"},
+        ingress={"domain": DOMAIN, "className": "plinth", "tls": False},
     )
     body["spec"]["source"]["commit"] = "c0ffee1"
     apply(node_cluster, body)
