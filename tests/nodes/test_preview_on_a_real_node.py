@@ -133,3 +133,18 @@ def test_a_crashing_container_and_a_failing_probe_keep_the_preview_not_ready(
     pod = node_cluster.get("-n", namespace, "pods", "-l", f"{preview_builder.SERVICE_LABEL}=sick")["items"][0]
     assert pod["status"]["phase"] == "Running"  # it runs: only its readiness probe fails
     assert all(not cs["ready"] for cs in pod["status"]["containerStatuses"])
+
+
+def test_a_preview_routed_by_the_gateway_answers(node_cluster: NodeCluster, node_operator: Operator, team: str) -> None:
+    """spec.ingress.gateway: HTTPRoutes attached to the node's Gateway carry the requests instead of an Ingress."""
+    gateway = {"name": "public", "namespace": "plinth-ingress"}
+    body = manifest(team, "routed", 10, services=[demo()], ingress={"domain": DOMAIN, "gateway": gateway, "tls": False})
+    apply(node_cluster, body)
+    ready = wait_condition(node_cluster, team, "routed", "Ready", timeout=120)
+    namespace = preview_builder.namespace_name(ready)
+    assert not node_cluster.get("-n", namespace, "ingress")["items"]
+    route = node_cluster.get("-n", namespace, "httproute", "web")
+    (parent,) = route["spec"]["parentRefs"]
+    assert {k: parent.get(k) for k in gateway} == gateway
+    page = wait_for(lambda: (r := node_cluster.fetch(f"routed-10.{DOMAIN}"))[0] == 200 and r[1], timeout=60)
+    assert '<dd id="commit">aaaaaaa</dd>' in page
