@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages a real node needs on the host (hack/localkube/node.go, operator/devnode.py): runc,
-# the CNI plugins, and the netfilter and iproute tools that kube-proxy and the CNI plugins run. Does nothing when
+# the CNI plugins, the netfilter and iproute tools that kube-proxy and the CNI plugins run, and mmdebstrap (the
+# Python images' Debian base, operator/devimages.py). Does nothing when
 # they are all present; needs root and apt-get otherwise.
 set -euo pipefail
-packages=(iptables nftables conntrack runc containernetworking-plugins ipset ethtool iproute2)
+packages=(iptables nftables conntrack runc containernetworking-plugins ipset ethtool iproute2 mmdebstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

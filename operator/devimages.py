@@ -15,14 +15,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+import subprocess
+import sys
 import tarfile
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from plinth.operator import devcluster
 
-IMAGES_MODULE = Path(__file__).resolve().parent.parent / "hack" / "images"
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES_MODULE = ROOT / "hack" / "images"
 LOCAL_REGISTRY = "plinth.local"
 NONROOT = "65532:65532"
 PAUSE = f"{LOCAL_REGISTRY}/pause:3.10"
@@ -55,6 +60,10 @@ class Image:
     workdir: str = "/"
     directories: Sequence[str] = ("tmp",)
     """Empty directories (mode 1777 for tmp, 0755 otherwise), e.g. mount points for emptyDir volumes."""
+    trees: Sequence[tuple[str, Path]] = ()
+    """(path inside the image, folder on the host): whole folders copied into the image's own layer."""
+    base: Sequence[Path] = ()
+    """Uncompressed tar files used unchanged as the first layers (e.g. a Debian root filesystem)."""
 
 
 def layer(image: Image) -> bytes:
@@ -73,7 +82,26 @@ def layer(image: Image) -> bytes:
             info = tarfile.TarInfo(f.path.strip("/"))
             info.size, info.mode = len(f.content), f.mode
             tar.addfile(info, io.BytesIO(f.content))
+        for prefix, folder in image.trees:
+            for path in sorted(folder.rglob("*")):
+                info = tar.gettarinfo(str(path), arcname=f"{prefix.strip('/')}/{path.relative_to(folder)}")
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0
+                if info.isreg():
+                    with path.open("rb") as content:
+                        tar.addfile(info, content)
+                else:
+                    tar.addfile(info)
     return buffer.getvalue()
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 def _blob(data: bytes, media_type: str) -> tuple[dict[str, object], str]:
@@ -85,6 +113,8 @@ def archive(image: Image, target: Path) -> Path:
     """Write *image* as an OCI archive to *target* (atomically) and return it."""
     layer_data = layer(image)
     layer_desc, layer_digest = _blob(layer_data, _LAYER)
+    base = [(path, _file_digest(path)) for path in image.base]
+    base_descs = [{"mediaType": _LAYER, "digest": d, "size": path.stat().st_size} for path, d in base]
     config = {
         "architecture": "amd64",
         "os": "linux",
@@ -96,11 +126,13 @@ def archive(image: Image, target: Path) -> Path:
             or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "WorkingDir": image.workdir,
         },
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        "rootfs": {"type": "layers", "diff_ids": [d for _, d in base] + [layer_digest]},
     }
     config_data = _json(config)
     config_desc, _ = _blob(config_data, _CONFIG)
-    manifest_data = _json({"schemaVersion": 2, "mediaType": _MANIFEST, "config": config_desc, "layers": [layer_desc]})
+    manifest_data = _json(
+        {"schemaVersion": 2, "mediaType": _MANIFEST, "config": config_desc, "layers": [*base_descs, layer_desc]}
+    )
     manifest_desc, _ = _blob(manifest_data, _MANIFEST)
     tag = image.name.rsplit(":", 1)[1]
     index = {
@@ -123,6 +155,8 @@ def archive(image: Image, target: Path) -> Path:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+        for path, digest in base:
+            tar.add(str(path), arcname=f"blobs/sha256/{digest.split(':', 1)[1]}")
     tmp.replace(target)
     return target
 
@@ -138,6 +172,14 @@ def cached(image: Image, inputs: Iterable[bytes] = ()) -> Path:
     for f in image.files:
         digest.update(f.path.encode())
         digest.update(hashlib.sha256(f.content).digest())
+    for prefix, folder in image.trees:
+        digest.update(prefix.encode())
+        for path in sorted(folder.rglob("*")):
+            digest.update(str(path.relative_to(folder)).encode())
+            if path.is_file():
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for path in image.base:
+        digest.update(_file_digest(path).encode())
     for extra in inputs:
         digest.update(extra)
     repo, _, tag = image.name.rpartition(":")
@@ -163,3 +205,97 @@ def go_image(name: str, command: str) -> Path:
 def node_images() -> list[Path]:
     """The images of ``hack/images``: the Pod sandbox and the demo app."""
     return [go_image(PAUSE, "pause"), go_image(DEMO_WEB, "demo-web")]
+
+
+DEBIAN_SUITE = "bookworm"
+PYTHON_PACKAGES = ("python3", "ca-certificates")
+OPERATOR = f"{LOCAL_REGISTRY}/plinth:dev"
+
+
+def debian_rootfs(packages: Sequence[str] = PYTHON_PACKAGES) -> Path:
+    """A Debian root filesystem with *packages*, as one tar (Debian's ``mmdebstrap``, from the host's apt sources),
+    cached by suite and package list: the base layer of the Python images, as ``python:3.11-slim`` is the
+    Dockerfile's."""
+    key = hashlib.sha256(json.dumps([DEBIAN_SUITE, sorted(packages)]).encode()).hexdigest()[:16]
+    target = devcluster.cache_dir() / "images" / "debian" / key / "rootfs.tar"
+    if target.is_file():
+        return target
+    if shutil.which("mmdebstrap") is None:
+        raise devcluster.ClusterError(
+            "building the Python images needs Debian's mmdebstrap: apt-get install mmdebstrap"
+        )
+    sources = next(
+        (p for p in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")) if p.is_file()),
+        None,
+    )
+    if sources is None:
+        raise devcluster.ClusterError("no apt sources on this host for mmdebstrap to read")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp.tar")
+    result = subprocess.run(
+        [
+            "mmdebstrap",
+            "--variant=essential",
+            f"--include={','.join(packages)}",
+            "--skip=check/empty",
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            DEBIAN_SUITE,
+            str(tmp),
+            str(sources),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise devcluster.ClusterError(f"mmdebstrap failed:\n{result.stderr[-3000:]}")
+    tmp.replace(target)
+    return target
+
+
+def operator_image(source: Path = ROOT) -> Path:
+    """The operator image by ``operator/Dockerfile``'s recipe: this repository's package and its dependencies
+    installed (by this Python's pip, the same minor as the base's) onto a Debian Python base, run as 65532 with a
+    read-only root filesystem in mind (no .pyc writes, HOME on /tmp)."""
+    with tempfile.TemporaryDirectory(prefix="plinth-image-") as tmp:
+        site = Path(tmp) / "site"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-compile",
+                "--no-warn-script-location",
+                "--target",
+                str(site),
+                str(source),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise devcluster.ClusterError(f"pip install of the operator failed:\n{result.stderr[-3000:]}")
+        shutil.rmtree(site / "bin", ignore_errors=True)
+        entry = b"#!/usr/bin/python3\nimport sys\nfrom plinth.operator.cli import main\nsys.exit(main())\n"
+        image = Image(
+            name=OPERATOR,
+            files=[File("/usr/local/bin/plinth", entry, 0o755)],
+            trees=[("/opt/plinth/site", site)],
+            base=[debian_rootfs()],
+            entrypoint=["/usr/local/bin/plinth"],
+            cmd=["run"],
+            env={
+                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "PYTHONPATH": "/opt/plinth/site",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONSAFEPATH": "1",
+                "HOME": "/tmp",
+            },
+            workdir="/tmp",
+        )
+        return cached(image)

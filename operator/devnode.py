@@ -223,3 +223,21 @@ def up(
     cluster = running or devcluster.up(name, directory=directory, nodes=0, node_args=parts.args(), timeout=timeout)
     install_addons(cluster, parts, timeout=timeout)
     return cluster
+
+
+def load_image(cluster: devcluster.LocalCluster, archive: Path, parts: NodeParts | None = None) -> None:
+    """Import an OCI archive into the running node's containerd (what a registry pull would do), e.g. an image built
+    after the cluster started. The node's containerd socket is a file in the cluster's directory."""
+    socket = cluster.directory / "node" / "containerd" / "containerd.sock"
+    if not socket.exists():
+        raise devcluster.ClusterError(f"cluster {cluster.name!r} has no real node (no {socket})")
+    ctr = (parts or ensure_parts(log=False)).ctr
+    result = subprocess.run(
+        [str(ctr), "--address", str(socket), "--namespace", "k8s.io", "images", "import", str(archive)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise devcluster.ClusterError(f"importing {archive} into the node failed: {result.stderr.strip()}")

@@ -20,7 +20,8 @@ from tests.conftest import Cluster, Operator, install_crds
 class NodeCluster(Cluster):
     """The real-node cluster: a Cluster plus the ingress's address on 127.0.0.1."""
 
-    ingress: str = ""
+    ingress: str
+    local: devcluster.LocalCluster
 
     def fetch(self, host: str, path: str = "/") -> tuple[int, str]:
         """GET *path* of *host* through the ingress, as a browser would reach the preview's URL."""
@@ -40,7 +41,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
     name = f"pytest-real-{os.getpid()}"
     running = devnode.up(name, directory=directory, log=False)
     try:
-        started = NodeCluster(running.kubeconfig, ingress=running.ingress)
+        started = NodeCluster(running.kubeconfig, ingress=running.ingress, local=running)
         install_crds(started)
         yield started
     finally:

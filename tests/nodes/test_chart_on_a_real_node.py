@@ -1,0 +1,78 @@
+"""The Helm chart on a real node: the operator runs as a real Pod from its locally built image (operator/Dockerfile's
+recipe, operator/devimages.py) under restricted Pod Security, with only the chart's RBAC, and reconciles a sample."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from plinth.operator import devimages, devnode
+
+from tests.conftest import wait_for
+from tests.e2e.test_chart import CHART, RESTRICTED, _run
+from tests.nodes.conftest import NodeCluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1500)]
+
+
+def test_the_chart_runs_the_operator_as_a_restricted_pod(node_cluster: NodeCluster, tmp_path: Path) -> None:
+    devnode.load_image(node_cluster.local, devimages.operator_image())
+    helm = Path(_run(sys.executable, CHART.parent.parent / "hack" / "helm" / "ensure_helm.py").stdout.strip())
+    suffix = uuid.uuid4().hex[:6]
+    name, namespace = f"real-{suffix}", f"plinth-{suffix}"
+    env = {**node_cluster.env(), **{f"HELM_{d}_HOME": str(tmp_path / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}}
+    meta = {"name": namespace, "labels": RESTRICTED}
+    node_cluster.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}),
+    )
+    repository, tag = devimages.OPERATOR.rsplit(":", 1)
+    _run(
+        helm,
+        "install",
+        name,
+        CHART,
+        "-n",
+        namespace,
+        "--wait",
+        "--timeout=180s",
+        "--set",
+        "crds.enabled=false",
+        "--set",
+        f"image.repository={repository}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        "image.pullPolicy=Never",
+        env=env,
+    )
+    pods = node_cluster.get("-n", namespace, "pods", "-l", "app.kubernetes.io/instance=" + name)["items"]
+    (pod,) = [p for p in pods if p["status"]["phase"] == "Running"]
+    assert all(cs["ready"] for cs in pod["status"]["containerStatuses"])
+    assert pod["spec"]["serviceAccountName"].startswith(name)
+
+    team = f"team-{suffix}"
+    node_cluster.kubectl("create", "namespace", team)
+    node_cluster.kubectl("label", "namespace", team, f"plinth.dev/team={team}")
+    nsq = {
+        "apiVersion": "plinth.dev/v1alpha1",
+        "kind": "NamespaceQuota",
+        "metadata": {"name": team},
+        "spec": {"namespaces": [team], "perNamespace": {"hard": {"pods": "10"}}},
+    }
+    node_cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(nsq))
+    wait_for(
+        lambda: node_cluster.kubectl("-n", team, "get", "resourcequota", "plinth-quota", check=False).returncode == 0,
+        timeout=120,
+        what="the ResourceQuota the operator Pod writes",
+    )
+    logs = node_cluster.kubectl("-n", namespace, "logs", pod["metadata"]["name"]).stdout
+    assert team in logs
+    node_cluster.kubectl("delete", "namespacequota", team, "--wait=true", "--timeout=60s")
+    _run(helm, "uninstall", name, "-n", namespace, "--wait", "--timeout=60s", env=env)
