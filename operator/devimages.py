@@ -299,3 +299,18 @@ def operator_image(source: Path = ROOT) -> Path:
             workdir="/tmp",
         )
         return cached(image)
+
+
+CURL = f"{LOCAL_REGISTRY}/curl:{DEBIAN_SUITE}"
+
+
+def curl_image() -> Path:
+    """Debian's curl on the same base: what the chart's ``helm test`` Pod runs (its command is curl)."""
+    image = Image(
+        name=CURL,
+        files=[],
+        base=[debian_rootfs((*PYTHON_PACKAGES, "curl"))],
+        entrypoint=["/usr/bin/curl"],
+        directories=(),
+    )
+    return cached(image)

@@ -1,8 +1,10 @@
 """The Helm chart on a real node: the operator runs as a real Pod from its locally built image (operator/Dockerfile's
-recipe, operator/devimages.py) under restricted Pod Security, with only the chart's RBAC, and reconciles a sample."""
+recipe, operator/devimages.py) under restricted Pod Security, with only the chart's RBAC, reconciles a sample, and
+`helm test` runs a real Pod."""
 
 from __future__ import annotations
 
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -19,7 +21,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1500)]
 
 
 def test_the_chart_runs_the_operator_as_a_restricted_pod(node_cluster: NodeCluster, tmp_path: Path) -> None:
-    devnode.load_image(node_cluster.local, devimages.operator_image())
+    for image in (devimages.operator_image(), devimages.curl_image()):
+        devnode.load_image(node_cluster.local, image)
     helm = Path(_run(sys.executable, CHART.parent.parent / "hack" / "helm" / "ensure_helm.py").stdout.strip())
     suffix = uuid.uuid4().hex[:6]
     name, namespace = f"real-{suffix}", f"plinth-{suffix}"
@@ -33,6 +36,7 @@ def test_the_chart_runs_the_operator_as_a_restricted_pod(node_cluster: NodeClust
         input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}),
     )
     repository, tag = devimages.OPERATOR.rsplit(":", 1)
+    curl_repository, curl_tag = devimages.CURL.rsplit(":", 1)
     _run(
         helm,
         "install",
@@ -50,6 +54,12 @@ def test_the_chart_runs_the_operator_as_a_restricted_pod(node_cluster: NodeClust
         f"image.tag={tag}",
         "--set",
         "image.pullPolicy=Never",
+        "--set",
+        f"tests.image.repository={curl_repository}",
+        "--set",
+        f"tests.image.tag={curl_tag}",
+        "--set",
+        "tests.image.pullPolicy=Never",
         env=env,
     )
     pods = node_cluster.get("-n", namespace, "pods", "-l", "app.kubernetes.io/instance=" + name)["items"]
@@ -74,5 +84,8 @@ def test_the_chart_runs_the_operator_as_a_restricted_pod(node_cluster: NodeClust
     )
     logs = node_cluster.kubectl("-n", namespace, "logs", pod["metadata"]["name"]).stdout
     assert team in logs
+    # `helm test`: a real Pod resolves the metrics Service through CoreDNS and gets the operator's /healthz.
+    tested = _run(helm, "test", name, "-n", namespace, "--timeout=120s", env=env).stdout
+    assert re.search(rf"TEST SUITE:\s+{name}-plinth-test-healthz.*?Phase:\s+Succeeded", tested, re.S), tested
     node_cluster.kubectl("delete", "namespacequota", team, "--wait=true", "--timeout=60s")
     _run(helm, "uninstall", name, "-n", namespace, "--wait", "--timeout=60s", env=env)
