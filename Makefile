@@ -28,7 +28,7 @@ node-deps:  ## install the Debian packages a real node needs (runc, CNI plugins,
 	hack/node-deps.sh
 
 controlplane: install node-deps  ## build the local control plane, the real node's parts and helm (cached)
-	$(BIN)/plinth cluster build
+	$(BIN)/plinth cluster build --real-node
 	$(BIN)/python hack/helm/ensure_helm.py >/dev/null
 
 test: controlplane  ## run all tests: unit, integration and e2e (boots a private local cluster)

@@ -137,9 +137,14 @@ def cluster_env(name: str, directory: Path | None) -> None:
 
 
 @cluster.command("build")
-def cluster_build() -> None:
+@click.option(
+    "--real-node", is_flag=True, help="Also build the real node's parts and images (containerd, CoreDNS, Traefik)."
+)
+def cluster_build(real_node: bool) -> None:
     """Build (or find in the cache) the control-plane binary and print its path."""
     try:
         click.echo(str(devcluster.ensure_binary()))
+        if real_node:
+            devnode.ensure_parts(check=False)  # building needs no root; running the node does
     except devcluster.ClusterError as err:
         raise click.ClickException(str(err)) from err
