@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from plinth.operator import devcluster, devimages, devnode
+from plinth.operator.devnode import kubectl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stats import percentile
@@ -39,10 +40,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def kubectl(cluster: devcluster.LocalCluster, *args: str, input: str | None = None) -> str:
-    return devnode.kubectl(cluster, *args, input=input)
 
 
 def summary(values: list[float]) -> dict[str, Any]:

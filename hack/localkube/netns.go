@@ -88,8 +88,8 @@ func hostDial(ctx context.Context, address string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", address)
 }
 
-// forward accepts on l until ctx ends and pipes every connection to target, dialled with dial.
-func forward(ctx context.Context, l net.Listener, dial dialFunc, target string, logger *log.Logger) {
+// serve accepts on l until ctx ends and hands every connection to handle on its own goroutine.
+func serve(ctx context.Context, l net.Listener, what string, logger *log.Logger, handle func(net.Conn)) {
 	go func() {
 		<-ctx.Done()
 		l.Close()
@@ -98,22 +98,28 @@ func forward(ctx context.Context, l net.Listener, dial dialFunc, target string, 
 		conn, err := l.Accept()
 		if err != nil {
 			if ctx.Err() == nil {
-				logger.Printf("forward %s -> %s: accept: %v", l.Addr(), target, err)
+				logger.Printf("%s: accept: %v", what, err)
 			}
 			return
 		}
-		go func() {
-			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			upstream, err := dial(dctx, target)
-			if err != nil {
-				logger.Printf("forward %s -> %s: %v", l.Addr(), target, err)
-				conn.Close()
-				return
-			}
-			pipe(conn, upstream)
-		}()
+		go handle(conn)
 	}
+}
+
+// forward pipes every connection accepted on l (until ctx ends) to target, dialled with dial.
+func forward(ctx context.Context, l net.Listener, dial dialFunc, target string, logger *log.Logger) {
+	what := fmt.Sprintf("forward %s -> %s", l.Addr(), target)
+	serve(ctx, l, what, logger, func(conn net.Conn) {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		upstream, err := dial(dctx, target)
+		if err != nil {
+			logger.Printf("%s: %v", what, err)
+			conn.Close()
+			return
+		}
+		pipe(conn, upstream)
+	})
 }
 
 // pipe copies both ways until either side closes, then closes both.
@@ -128,20 +134,7 @@ func pipe(a, b net.Conn) {
 // connectProxy serves HTTP CONNECT on l: the API server's egress to the cluster network. Targets on the host's
 // loopback are dialled on the host; every other address is dialled inside the node's network namespace.
 func connectProxy(ctx context.Context, l net.Listener, node func() *netns, logger *log.Logger) {
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
-	for {
-		conn, err := l.Accept()
-		if err != nil {
-			if ctx.Err() == nil {
-				logger.Printf("egress proxy: accept: %v", err)
-			}
-			return
-		}
-		go serveConnect(ctx, conn, node, logger)
-	}
+	serve(ctx, l, "egress proxy", logger, func(conn net.Conn) { serveConnect(ctx, conn, node, logger) })
 }
 
 func serveConnect(ctx context.Context, conn net.Conn, node func() *netns, logger *log.Logger) {

@@ -665,21 +665,26 @@ def test_installs_in_a_restricted_namespace(cluster: Cluster, release: Release) 
 
 
 @pytest.mark.cluster
+def helm_env(cluster: Cluster, tmp_path: Path) -> dict[str, str]:
+    """The cluster's environment with helm's cache, config and data folders private to the test."""
+    return {**cluster.env(), **{f"HELM_{d}_HOME": str(tmp_path / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}}
+
+
+def restricted_namespace(cluster: Cluster, name: str) -> None:
+    """A namespace that enforces the restricted Pod Security Standard, for a release to install into."""
+    meta = {"name": name, "labels": RESTRICTED}
+    body = yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=body)
+
+
 def test_helm_install_test_and_uninstall(cluster: Cluster, helm: Path, tmp_path: Path) -> None:
     """Helm's own lifecycle on the real API server: install (waiting for the Deployment), NOTES, `helm test` (its hook
     pod admitted under "restricted"; the node simulator completes it), uninstall. The CRDs belong to the session, so
     this release leaves them alone (crds.enabled=false)."""
     suffix = uuid.uuid4().hex[:6]
     name, namespace = f"helm-{suffix}", f"plinth-{suffix}"
-    env = {**cluster.env(), **{f"HELM_{d}_HOME": str(tmp_path / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}}
-    meta = {"name": namespace, "labels": RESTRICTED}
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "-f",
-        "-",
-        input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}),
-    )
+    env = helm_env(cluster, tmp_path)
+    restricted_namespace(cluster, namespace)
     try:
         installed = _run(
             helm,

@@ -14,7 +14,7 @@ import yaml
 from plinth.operator import devimages, devnode
 
 from tests.conftest import wait_for
-from tests.e2e.test_chart import CHART, RESTRICTED, _run
+from tests.e2e.test_chart import CHART, _run, helm_env, restricted_namespace
 from tests.nodes.conftest import NodeCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1500)]
@@ -26,15 +26,8 @@ def test_the_chart_runs_the_operator_as_a_restricted_pod(node_cluster: NodeClust
     helm = Path(_run(sys.executable, CHART.parent.parent / "hack" / "helm" / "ensure_helm.py").stdout.strip())
     suffix = uuid.uuid4().hex[:6]
     name, namespace = f"real-{suffix}", f"plinth-{suffix}"
-    env = {**node_cluster.env(), **{f"HELM_{d}_HOME": str(tmp_path / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}}
-    meta = {"name": namespace, "labels": RESTRICTED}
-    node_cluster.kubectl(
-        "apply",
-        "--server-side",
-        "-f",
-        "-",
-        input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}),
-    )
+    env = helm_env(node_cluster, tmp_path)
+    restricted_namespace(node_cluster, namespace)
     repository, tag = devimages.OPERATOR.rsplit(":", 1)
     curl_repository, curl_tag = devimages.CURL.rsplit(":", 1)
     _run(
