@@ -136,6 +136,31 @@ def cluster_env(name: str, directory: Path | None) -> None:
         click.echo(f"export {key}={value}")
 
 
+@cluster.command("model-store")
+@_name
+@_dir
+@click.option("--namespace", "-n", required=True, help="Namespace to run the store in (created if missing).")
+def cluster_model_store(name: str, directory: Path | None, namespace: str) -> None:
+    """Run an S3 model store with the sample models (iris 1.0.0 and 1.1.0) in NAMESPACE of a real-node cluster, and
+    print the name of the Secret that spec.storage.secretRef names to read them."""
+    from plinth.operator import devmodels  # trains the models: scikit-learn is imported only here
+
+    running = devcluster.status(name, directory)
+    if running is None or not running.real:
+        raise click.ClickException(f"no real-node cluster {name!r}: start one with `plinth cluster up --nodes real`")
+    try:
+        manifest = devnode.kubectl(running, "create", "namespace", namespace, "--dry-run=client", "-o", "yaml")
+        devnode.kubectl(running, "apply", "-f", "-", input=manifest)
+        secret = devnode.model_store(running, namespace, devmodels.samples())
+    except devcluster.ClusterError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(
+        f"model store: http://{devnode.MODEL_STORE}.{namespace}.svc.cluster.local, bucket {devmodels.SAMPLES_BUCKET}",
+        err=True,
+    )
+    click.echo(secret)
+
+
 @cluster.command("build")
 @click.option(
     "--real-node", is_flag=True, help="Also build the real node's parts and images (containerd, CoreDNS, Traefik)."

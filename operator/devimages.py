@@ -20,11 +20,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from plinth.operator import devcluster
+from plinth.operator.settings import SERVING_IMAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES_MODULE = ROOT / "hack" / "images"
@@ -254,43 +256,71 @@ def debian_rootfs(packages: Sequence[str] = PYTHON_PACKAGES) -> Path:
     return target
 
 
-def operator_image(source: Path = ROOT) -> Path:
-    """The operator image by ``operator/Dockerfile``'s recipe: this repository's package and its dependencies
-    installed (by this Python's pip, the same minor as the base's) onto a Debian Python base, run as 65532 with a
+def _pip_install(target: Path, *requirements: str, no_deps: bool = False) -> None:
+    """pip-install *requirements* into *target* with this Python's pip (the same minor as the base's python3)."""
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--no-warn-script-location"]
+    command += ["--no-deps"] if no_deps else []
+    result = subprocess.run(
+        [*command, "--target", str(target), *requirements], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise devcluster.ClusterError(f"pip install {' '.join(requirements)} failed:\n{result.stderr[-3000:]}")
+    shutil.rmtree(target / "bin", ignore_errors=True)
+
+
+def requirements(source: Path, extras: Sequence[str] = ()) -> list[str]:
+    """The package's dependencies as pyproject.toml declares them, with those of *extras*."""
+    project = tomllib.loads((source / "pyproject.toml").read_text())["project"]
+    optional = project.get("optional-dependencies", {})
+    return [*project["dependencies"], *(req for extra in extras for req in optional[extra])]
+
+
+def dependencies_layer(source: Path, extras: Sequence[str] = ()) -> Path:
+    """The dependencies of the package (and *extras*) installed under /opt/plinth/deps, as one cached tar: a layer of
+    its own, so an edit of Plinth rebuilds only the small layer above it (and a node re-imports only that)."""
+    wanted = requirements(source, extras)
+    key = hashlib.sha256(json.dumps([sys.version_info[:2], sorted(wanted)]).encode()).hexdigest()[:16]
+    target = devcluster.cache_dir() / "images" / "python-deps" / key / "deps.tar"
+    if target.is_file():
+        return target
+    with tempfile.TemporaryDirectory(prefix="plinth-deps-") as tmp:
+        _pip_install(Path(tmp) / "deps", *wanted)
+        data = layer(
+            Image(name="deps:layer", files=[], entrypoint=[], directories=(), trees=[(DEPS, Path(tmp) / "deps")])
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.with_suffix(".tmp").write_bytes(data)
+    target.with_suffix(".tmp").replace(target)
+    return target
+
+
+def python_image(
+    name: str,
+    command: str,
+    module: str,
+    *,
+    cmd: Sequence[str] = (),
+    extras: Sequence[str] = (),
+    packages: Sequence[str] = PYTHON_PACKAGES,
+    source: Path = ROOT,
+) -> Path:
+    """An image by the Dockerfiles' recipe: Plinth (from *source*) with its dependencies and *extras* on a Debian
+    Python base, whose entrypoint (/usr/local/bin/*command*) runs *module*'s ``main``; run as 65532 with a
     read-only root filesystem in mind (no .pyc writes, HOME on /tmp)."""
     with tempfile.TemporaryDirectory(prefix="plinth-image-") as tmp:
         site = Path(tmp) / "site"
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-compile",
-                "--no-warn-script-location",
-                "--target",
-                str(site),
-                str(source),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise devcluster.ClusterError(f"pip install of the operator failed:\n{result.stderr[-3000:]}")
-        shutil.rmtree(site / "bin", ignore_errors=True)
-        entry = b"#!/usr/bin/python3\nimport sys\nfrom plinth.operator.cli import main\nsys.exit(main())\n"
+        _pip_install(site, str(source), no_deps=True)
+        entry = f"#!/usr/bin/python3\nimport sys\nfrom {module} import main\nsys.exit(main())\n".encode()
         image = Image(
-            name=OPERATOR,
-            files=[File("/usr/local/bin/plinth", entry, 0o755)],
-            trees=[("/opt/plinth/site", site)],
-            base=[debian_rootfs()],
-            entrypoint=["/usr/local/bin/plinth"],
-            cmd=["run"],
+            name=name,
+            files=[File(f"/usr/local/bin/{command}", entry, 0o755)],
+            trees=[(SITE, site)],
+            base=[debian_rootfs(packages), dependencies_layer(source, extras)],
+            entrypoint=[f"/usr/local/bin/{command}"],
+            cmd=list(cmd),
             env={
                 "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "PYTHONPATH": "/opt/plinth/site",
+                "PYTHONPATH": f"{SITE}:{DEPS}",
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONSAFEPATH": "1",
@@ -299,6 +329,27 @@ def operator_image(source: Path = ROOT) -> Path:
             workdir="/tmp",
         )
         return cached(image)
+
+
+SITE, DEPS = "/opt/plinth/site", "/opt/plinth/deps"
+
+
+def operator_image(source: Path = ROOT) -> Path:
+    """The operator image (``operator/Dockerfile``): ``plinth run``."""
+    return python_image(OPERATOR, "plinth", "plinth.operator.cli", cmd=["run"], source=source)
+
+
+def serving_image(source: Path = ROOT) -> Path:
+    """Plinth's model server (``serving/Dockerfile``): ``plinth-serve``, with the serving extra's libraries and the
+    C++ and OpenMP runtimes their wheels link against (the slim Python base has both)."""
+    return python_image(
+        SERVING_IMAGE,
+        "plinth-serve",
+        "plinth.serving.__main__",
+        extras=["serving"],
+        packages=(*PYTHON_PACKAGES, "libstdc++6", "libgomp1"),
+        source=source,
+    )
 
 
 CURL = f"{LOCAL_REGISTRY}/curl:{DEBIAN_SUITE}"

@@ -12,12 +12,16 @@ there, so a preview's URL is ``curl -H 'Host: <preview host>' <ingress>/``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +124,7 @@ def ensure_parts(log: bool = True, *, check: bool = True) -> NodeParts:
         cni_bin=cni,
         images=(
             *devimages.node_images(),
+            devimages.serving_image(),
             devimages.binary_image(images["coredns"], coredns),
             devimages.binary_image(images["traefik"], traefik),
         ),
@@ -242,3 +247,89 @@ def load_image(cluster: devcluster.LocalCluster, archive: Path, parts: NodeParts
     )
     if result.returncode != 0:
         raise devcluster.ClusterError(f"importing {archive} into the node failed: {result.stderr.strip()}")
+
+
+MODEL_STORE = "model-store"
+"""The model store's Secret, Deployment and Service name (hack/nodes/model-store.yaml)."""
+
+
+def versitygw() -> Path:
+    """versitygw, the S3-compatible server of the model store (hack/nodes/model-store), built once and cached."""
+    version = _required(NODES / "model-store", "github.com/versity/versitygw")
+    return devcluster.ensure_go_binary(
+        NODES / "model-store",
+        "versitygw",
+        package="github.com/versity/versitygw/cmd/versitygw",
+        what=f"versitygw {version}",
+        log=False,
+    )
+
+
+def model_store(
+    cluster: devcluster.LocalCluster, namespace: str, objects: Mapping[str, bytes], timeout: float = 180
+) -> str:
+    """Run an S3 model store in *namespace* serving *objects* (``bucket/key`` -> content) from its image, and return
+    the name of the Secret a ModelDeployment's ``spec.storage.secretRef`` names to read them. Its keys are generated
+    once per namespace (never a fixed credential) and kept when the store is updated; the store answers at
+    ``http://model-store.<namespace>.svc.cluster.local``."""
+    binary = versitygw()
+    files = [devimages.File("/versitygw", binary.read_bytes(), 0o755)]
+    files += [devimages.File(f"/data/{key}", content) for key, content in sorted(objects.items())]
+    digest = hashlib.sha256(
+        b"".join(f"{k}\0".encode() + hashlib.sha256(v).digest() for k, v in sorted(objects.items()))
+    )
+    image = devimages.Image(
+        name=f"{devimages.LOCAL_REGISTRY}/model-store:{digest.hexdigest()[:12]}", files=files, entrypoint=["/versitygw"]
+    )
+    load_image(cluster, devimages.cached(image))
+    manifest = (NODES / "model-store.yaml").read_text()
+    values = {"image": image.name, "namespace": namespace, **_store_keys(cluster, namespace)}
+    for key, value in values.items():
+        manifest = manifest.replace("{{" + key + "}}", value)
+    kubectl(
+        cluster,
+        "apply",
+        "--server-side",
+        f"--field-manager={FIELD_MANAGER}",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=manifest,
+    )
+    kubectl(
+        cluster,
+        "-n",
+        namespace,
+        "rollout",
+        "status",
+        f"deployment/{MODEL_STORE}",
+        f"--timeout={timeout:.0f}s",
+        timeout=timeout + 10,
+    )
+    return MODEL_STORE
+
+
+def _store_keys(cluster: devcluster.LocalCluster, namespace: str) -> dict[str, str]:
+    """The model store's keys: those of its Secret if it exists (running Pods and readers keep working), else new."""
+    found = subprocess.run(
+        [
+            kubectl_binary(),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-n",
+            namespace,
+            "get",
+            "secret",
+            MODEL_STORE,
+            "-o",
+            "jsonpath={.data.AWS_ACCESS_KEY_ID} {.data.AWS_SECRET_ACCESS_KEY}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if found.returncode == 0 and len(parts := found.stdout.split()) == 2:
+        access, secret = (base64.b64decode(part).decode() for part in parts)
+        return {"access_key": access, "secret_key": secret}
+    return {"access_key": f"plinth-{secrets.token_hex(4)}", "secret_key": secrets.token_urlsafe(24)}

@@ -11,6 +11,9 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "plinth"}
 # kopf's diff base (the spec it last handled, as JSON): kopf's own bookkeeping, read by kopf only.
 DIFFBASE_ANNOTATION = "plinth.dev/last-handled-spec"
 INITIAL_LISTINGS = ("auto", "stream", "list")
+#: Plinth's model server image, run by a ModelDeployment without runtime.image (the chart sets PLINTH_SERVING_IMAGE
+#: to the image it installs with; `plinth cluster up` builds and loads this name).
+SERVING_IMAGE = "plinth.local/plinth-serving:dev"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class Settings:
     workload_resource_attributes: str | None = None
     """Extra OTEL_RESOURCE_ATTRIBUTES for workloads, e.g. deployment.environment=prod,k8s.cluster.name=eu-1."""
 
+    serving_image: str = SERVING_IMAGE
+    """Image of Plinth's model server, for ModelDeployments that set no runtime.image."""
+
     prometheus_url: str | None = None
     """Prometheus the canary metric gate queries (spec.canary.rollback.metric), e.g. http://prometheus.monitoring:9090."""
 
@@ -74,6 +80,7 @@ class Settings:
             workload_otlp_endpoint=env.get("PLINTH_WORKLOAD_OTLP_ENDPOINT") or None,
             workload_resource_attributes=env.get("PLINTH_WORKLOAD_RESOURCE_ATTRIBUTES") or None,
             prometheus_url=env.get("PLINTH_PROMETHEUS_URL") or None,
+            serving_image=env.get("PLINTH_SERVING_IMAGE") or SERVING_IMAGE,
             log_level=env.get("PLINTH_LOG_LEVEL", cls.log_level),
             max_workers=int(env.get("PLINTH_MAX_WORKERS", cls.max_workers)),
             watch_timeout_seconds=int(env.get("PLINTH_WATCH_TIMEOUT_SECONDS", cls.watch_timeout_seconds)),

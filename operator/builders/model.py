@@ -13,12 +13,13 @@ from typing import Any
 from plinth.adapters.observability import NO_TELEMETRY, Telemetry
 from plinth.operator.api.v1alpha1 import ModelDeploymentSpec
 from plinth.operator.builders.common import child_metadata
-from plinth.operator.settings import MANAGED_BY
+from plinth.operator.settings import MANAGED_BY, SERVING_IMAGE
 
 OWNER_LABEL = "plinth.dev/modeldeployment"
 TRACK_LABEL = "plinth.dev/track"
 VERSION_LABEL = "plinth.dev/model-version"
 CREDENTIALS_DIR = "/var/run/secrets/plinth/storage"
+AUTH_DIR = "/var/run/secrets/plinth/auth"
 CONTAINER = "model-server"
 
 Manifest = dict[str, Any]
@@ -38,17 +39,22 @@ class Track:
     uri: str
     image: str
     replicas: int | None  # None: an HPA owns the replica count
+    plinth_server: bool = False  # Plinth's own server: its probes, read-only root and metrics are known
 
 
-def stable_track(spec: ModelDeploymentSpec, promoted: bool = False) -> Track:
+def stable_track(spec: ModelDeploymentSpec, promoted: bool = False, server_image: str = SERVING_IMAGE) -> Track:
     """The stable track serves spec.model, or the canary once it has been promoted (while spec.canary names it)."""
     if promoted and spec.canary is not None:
         canary = spec.canary
-        return Track("stable", canary.version, canary.uri, canary.image or spec.runtime.image, spec.fixed_replicas)
-    return Track("stable", spec.model.version, spec.model.uri, spec.runtime.image, spec.fixed_replicas)
+        image = canary.image or spec.runtime.image
+        return Track("stable", canary.version, canary.uri, image or server_image, spec.fixed_replicas, image is None)
+    image = spec.runtime.image
+    return Track(
+        "stable", spec.model.version, spec.model.uri, image or server_image, spec.fixed_replicas, image is None
+    )
 
 
-def canary_track(spec: ModelDeploymentSpec, stable_replicas: int) -> Track | None:
+def canary_track(spec: ModelDeploymentSpec, stable_replicas: int, server_image: str = SERVING_IMAGE) -> Track | None:
     """The canary's replicas approximate trafficPercent of the Service's endpoints: c / (s + c) ≈ p / 100."""
     canary = spec.canary
     if canary is None or canary.traffic_percent == 0:
@@ -56,12 +62,47 @@ def canary_track(spec: ModelDeploymentSpec, stable_replicas: int) -> Track | Non
     percent = canary.traffic_percent
     wanted = stable_replicas * percent / (100 - percent) if percent < 100 else stable_replicas
     replicas = max(1, round(wanted))
-    return Track("canary", canary.version, canary.uri, canary.image or spec.runtime.image, replicas)
+    image = canary.image or spec.runtime.image
+    return Track("canary", canary.version, canary.uri, image or server_image, replicas, image is None)
 
 
 def deployment_name(owner: Manifest, track: str) -> str:
     name: str = owner["metadata"]["name"]
     return name if track == "stable" else f"{name}-{track}"
+
+
+def _server_inputs(
+    spec: ModelDeploymentSpec, track: Track
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The model server's environment, volumes and mounts before the user's own env: what to load, the Secrets it
+    reads as files (storage credentials, bearer tokens) and, for Plinth's server, its limits and writable /tmp."""
+    env: list[dict[str, Any]] = [
+        {"name": "MODEL_NAME", "value": spec.model.name},
+        {"name": "MODEL_VERSION", "value": track.version},
+        {"name": "MODEL_URI", "value": track.uri},
+    ]
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if spec.storage is not None and spec.storage.secret_ref is not None:
+        env.append({"name": "MODEL_STORAGE_CREDENTIALS_DIR", "value": CREDENTIALS_DIR})
+        volumes.append({"name": "storage-credentials", "secret": {"secretName": spec.storage.secret_ref.name}})
+        mounts.append({"name": "storage-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
+    if spec.runtime.format is not None:
+        env.append({"name": "MODEL_FORMAT", "value": spec.runtime.format})
+    if spec.auth is not None:
+        env.append({"name": "AUTH_TOKENS_FILE", "value": AUTH_DIR})
+        volumes.append({"name": "auth-tokens", "secret": {"secretName": spec.auth.secret_ref.name}})
+        mounts.append({"name": "auth-tokens", "mountPath": AUTH_DIR, "readOnly": True})
+    if spec.rate_limit is not None:
+        env.append({"name": "RATE_LIMIT_RPS", "value": f"{spec.rate_limit.requests_per_second:g}"})
+        if spec.rate_limit.burst is not None:
+            env.append({"name": "RATE_LIMIT_BURST", "value": str(spec.rate_limit.burst)})
+    if track.plinth_server:
+        env.append({"name": "PORT", "value": str(spec.runtime.port)})
+        # The root filesystem is read-only: downloaded artifacts go to an emptyDir (MODEL_CACHE_DIR is under /tmp).
+        volumes.append({"name": "tmp", "emptyDir": {}})
+        mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    return env, volumes, mounts
 
 
 def deployment(
@@ -78,38 +119,35 @@ def deployment(
         "app.kubernetes.io/version": track.version,
         VERSION_LABEL: track.version,
     }
-    env: list[dict[str, Any]] = [
-        {"name": "MODEL_NAME", "value": model.name},
-        {"name": "MODEL_VERSION", "value": track.version},
-        {"name": "MODEL_URI", "value": track.uri},
-    ]
-    volumes: list[dict[str, Any]] = []
-    mounts: list[dict[str, Any]] = []
-    if spec.storage is not None and spec.storage.secret_ref is not None:
-        env.append({"name": "MODEL_STORAGE_CREDENTIALS_DIR", "value": CREDENTIALS_DIR})
-        volumes.append({"name": "storage-credentials", "secret": {"secretName": spec.storage.secret_ref.name}})
-        mounts.append({"name": "storage-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
+    env, volumes, mounts = _server_inputs(spec, track)
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.runtime.env]
     env += with_telemetry(env, telemetry.env(owner["metadata"]["name"], namespace, track.version))
     port = spec.runtime.port
     ports = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
-    metrics_port = spec.monitoring.metrics_port if spec.monitoring else None
+    metrics_port = spec.effective_monitoring.metrics_port if spec.effective_monitoring else None
     if metrics_port is not None and metrics_port != port:
         ports.append({"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"})
-    probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 5, "failureThreshold": 3}
+    if track.plinth_server:
+        # Ready once the model answered its warm-up inference; live while the process serves, loading included.
+        probe: dict[str, Any] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2}
+        liveness: dict[str, Any] = {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10}
+    else:
+        probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 5}
+        liveness = {**probe, "initialDelaySeconds": 10, "periodSeconds": 10}
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": track.image,
         "ports": ports,
         "env": env,
-        "readinessProbe": probe,
-        "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 10},
+        "readinessProbe": {**probe, "failureThreshold": 3},
+        "livenessProbe": {**liveness, "failureThreshold": 3},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
             # Pod Security "restricted" (enforced in preview namespaces): the image must not run as root.
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},
+            **({"readOnlyRootFilesystem": True} if track.plinth_server else {}),
         },
     }
     if spec.runtime.args:
@@ -139,14 +177,16 @@ def deployment(
 
 
 def scrape(spec: ModelDeploymentSpec) -> dict[str, str]:
-    """Prometheus scrape annotations (the convention most scrape configs honour) when ``spec.monitoring`` is set."""
-    if spec.monitoring is None:
+    """Prometheus scrape annotations (the convention most scrape configs honour) when the server is monitored:
+    ``spec.monitoring``, or Plinth's server by default."""
+    monitoring = spec.effective_monitoring
+    if monitoring is None:
         return {}
-    port = spec.monitoring.metrics_port or spec.runtime.port
+    port = monitoring.metrics_port or spec.runtime.port
     return {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(port),
-        "prometheus.io/path": spec.monitoring.metrics_path,
+        "prometheus.io/path": monitoring.metrics_path,
     }
 
 
@@ -154,7 +194,7 @@ def service(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
     """A stable name for clients; it selects every track, so a canary shares traffic by its replica ratio."""
     name = owner["metadata"]["name"]
     ports = [{"name": "http", "port": spec.runtime.port, "targetPort": "http", "protocol": "TCP"}]
-    metrics_port = spec.monitoring.metrics_port if spec.monitoring else None
+    metrics_port = spec.effective_monitoring.metrics_port if spec.effective_monitoring else None
     if metrics_port is not None and metrics_port != spec.runtime.port:
         ports.append({"name": "metrics", "port": metrics_port, "targetPort": "metrics", "protocol": "TCP"})
     return {
@@ -168,7 +208,7 @@ def service(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
 def service_monitor(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
     """Prometheus Operator scrape config for the model's Service (when its CRD is installed and monitoring is set)."""
     name = owner["metadata"]["name"]
-    monitoring = spec.monitoring
+    monitoring = spec.effective_monitoring
     distinct = monitoring is not None and monitoring.metrics_port not in (None, spec.runtime.port)
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -281,7 +321,7 @@ def http_route(owner: Manifest, spec: ModelDeploymentSpec, canary_percent: int) 
 
 def prometheus_rule(owner: Manifest, spec: ModelDeploymentSpec, active_version: str) -> Manifest | None:
     """The model's SLO alerts (spec.monitoring.slo) as a PrometheusRule; None when no objective is set."""
-    slo = spec.monitoring.slo if spec.monitoring else None
+    slo = spec.effective_monitoring.slo if spec.effective_monitoring else None
     if slo is None or (slo.error_ratio_query is None and slo.latency_query is None):
         return None
     meta = owner["metadata"]

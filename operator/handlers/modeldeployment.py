@@ -22,7 +22,9 @@ from plinth.operator.schedule import ScheduledKind
 
 def steps(memo: kopf.Memo) -> Steps:
     """The reconcile steps, with what workloads get from the operator's configuration."""
-    return functools.partial(modeldeployment.reconcile, telemetry=memo.telemetry)
+    return functools.partial(
+        modeldeployment.reconcile, telemetry=memo.telemetry, serving_image=memo.settings.serving_image
+    )
 
 
 INFO = kind_info("ModelDeployment")

@@ -16,7 +16,7 @@ from typing import Any
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.adapters.observability import NO_TELEMETRY, MetricsQuery, QueryError, Telemetry
 from plinth.adapters.secrets import KubernetesSecrets
-from plinth.operator.api.v1alpha1 import Canary, ModelDeploymentSpec, format_time, parse_duration
+from plinth.operator.api.v1alpha1 import Canary, CanaryMetricGate, ModelDeploymentSpec, format_time, parse_duration
 from plinth.operator.builders import model
 from plinth.operator.conditions import RECONCILING, STALLED, Observation
 from plinth.operator.errors import Waiting
@@ -29,6 +29,7 @@ from plinth.operator.reconcilers import (
     owned_pods,
     recording,
 )
+from plinth.operator.settings import SERVING_IMAGE
 
 OWN_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))
@@ -127,10 +128,27 @@ class GateVerdict:
     message: str
 
 
-def metric_gate(canary: Canary, obj: Manifest, prometheus: MetricsQuery | None) -> GateVerdict | None:
-    """Ask Prometheus about the canary (spec.canary.rollback.metric). No backend, no data or a failing query hold the
-    promotion (never roll back on missing evidence); a value above the maximum rolls back."""
+#: The gate a canary of Plinth's own server gets when the operator has Prometheus and spec.canary.rollback.metric is
+#: unset: more than 5% of its inferences answered 5xx over two minutes.
+SERVER_ERROR_GATE = CanaryMetricGate(
+    query=(
+        'sum(rate(plinth_serving_requests_total{namespace="{{namespace}}",version="{{version}}",'
+        'endpoint="model_infer",code="5xx"}[2m])) / sum(rate(plinth_serving_requests_total{namespace="{{namespace}}",'
+        'version="{{version}}",endpoint="model_infer"}[2m]))'
+    ),
+    max=0.05,
+)
+
+
+def metric_gate(
+    spec: ModelDeploymentSpec, canary: Canary, obj: Manifest, prometheus: MetricsQuery | None
+) -> GateVerdict | None:
+    """Ask Prometheus about the canary (spec.canary.rollback.metric, or SERVER_ERROR_GATE for Plinth's server). No
+    backend, no data or a failing query hold the promotion (never roll back on missing evidence); a value above the
+    maximum rolls back."""
     gate = canary.rollback.metric
+    if gate is None and prometheus is not None and (canary.image or spec.runtime.image) is None:
+        gate = SERVER_ERROR_GATE
     if gate is None:
         return None
     if prometheus is None:
@@ -153,24 +171,33 @@ def metric_gate(canary: Canary, obj: Manifest, prometheus: MetricsQuery | None) 
 
 
 def reconcile(
-    kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec, *, telemetry: Telemetry = NO_TELEMETRY
+    kube: KubernetesObjects,
+    obj: Manifest,
+    spec: ModelDeploymentSpec,
+    *,
+    telemetry: Telemetry = NO_TELEMETRY,
+    serving_image: str = SERVING_IMAGE,
 ) -> Outcome:
     try:
-        return _reconcile(kube, obj, spec, telemetry)
+        return _reconcile(kube, obj, spec, telemetry, serving_image)
     except NamespaceTerminating as err:
         raise Waiting("NamespaceTerminating", str(err), 5) from err
 
 
-def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec, telemetry: Telemetry) -> Outcome:
+def _reconcile(
+    kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec, telemetry: Telemetry, serving_image: str
+) -> Outcome:
     meta = obj["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     previous = obj.get("status") or {}
-    storage = spec.storage.secret_ref if spec.storage else None
-    if storage is not None and KubernetesSecrets(kube).read(namespace, storage.name) is None:
-        # Pods would hang in ContainerCreating (FailedMount) without saying why: name the Secret instead.
-        raise Waiting(
-            "SecretNotFound", f"Secret {namespace}/{storage.name} (spec.storage.secretRef) does not exist", 15
-        )
+    secrets = KubernetesSecrets(kube)
+    for field, ref in (
+        ("spec.storage.secretRef", spec.storage.secret_ref if spec.storage else None),
+        ("spec.auth.secretRef", spec.auth.secret_ref if spec.auth else None),
+    ):
+        if ref is not None and secrets.read(namespace, ref.name) is None:
+            # Pods would hang in ContainerCreating (FailedMount) without saying why: name the Secret instead.
+            raise Waiting("SecretNotFound", f"Secret {namespace}/{ref.name} ({field}) does not exist", 15)
     owner_selector = f"{model.OWNER_LABEL}={name}"
     prev_canary = previous.get("canary") if spec.canary else None
     promoted = (
@@ -181,7 +208,7 @@ def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec
     )
 
     monitoring, monitored = _monitoring(kube, obj, spec, previous.get("activeVersion") or spec.model.version)
-    children = model.children(obj, spec, model.stable_track(spec, promoted), telemetry) + monitoring
+    children = model.children(obj, spec, model.stable_track(spec, promoted, serving_image), telemetry) + monitoring
     optional = list(OPTIONAL_KINDS)
     monitored_kinds = {c["kind"] for c in monitoring}
     optional += [api for api in (SERVICE_MONITOR, PROMETHEUS_RULE) if api[1] in monitored_kinds or kube.has_api(*api)]
@@ -192,15 +219,25 @@ def _reconcile(kube: KubernetesObjects, obj: Manifest, spec: ModelDeploymentSpec
     dep_status = deployment.get("status") or {}
 
     canary_state, canary_ready = _reconcile_canary(
-        kube, obj, spec, prev=prev_canary, stable_status=dep_status, pods=pods, telemetry=telemetry, live=live
+        kube,
+        obj,
+        spec,
+        prev=prev_canary,
+        stable_status=dep_status,
+        pods=pods,
+        telemetry=telemetry,
+        live=live,
+        serving_image=serving_image,
     )
     if canary_state is not None and canary_state["phase"] == "Promoted" and not promoted:
         # Promote now: the stable track rolls to the canary version (maxUnavailable 0 keeps serving meanwhile).
         promoted = True
-        stable_manifest = recording(model.deployment(obj, spec, model.stable_track(spec, True), telemetry), recorded)
+        stable_manifest = recording(
+            model.deployment(obj, spec, model.stable_track(spec, True, serving_image), telemetry), recorded
+        )
         deployment = kube.apply(stable_manifest, live=live.get(child_key(stable_manifest)))
         dep_status = deployment.get("status") or {}
-    stable = model.stable_track(spec, promoted)
+    stable = model.stable_track(spec, promoted, serving_image)
     done, progress = rollout(deployment, stable.replicas)
     active = stable.version if done else previous.get("activeVersion")
     now = format_time()
@@ -283,7 +320,7 @@ def _monitoring(
 ) -> tuple[list[Manifest], Observation | None]:
     """ServiceMonitor and SLO PrometheusRule where the cluster serves them (detected, never an error when absent),
     and the Monitored condition saying which applies."""
-    if spec.monitoring is None:
+    if spec.effective_monitoring is None:
         return [], None
     children: list[Manifest] = []
     monitor = kube.has_api(*SERVICE_MONITOR)
@@ -340,13 +377,14 @@ def _reconcile_canary(
     pods: list[Manifest],
     telemetry: Telemetry,
     live: dict[ChildKey, Manifest],
+    serving_image: str,
 ) -> tuple[dict[str, Any] | None, int]:
     """Run, judge and retire the canary Deployment; returns the canary status and its ready replicas."""
     namespace = obj["metadata"]["namespace"]
     canary_name = model.deployment_name(obj, "canary")
     canary = spec.canary
     stable_count = stable_status.get("replicas") or spec.fixed_replicas or 1
-    track = model.canary_track(spec, stable_count) if canary is not None else None
+    track = model.canary_track(spec, stable_count, serving_image) if canary is not None else None
     final = (
         prev is not None
         and canary is not None
@@ -373,7 +411,7 @@ def _reconcile_canary(
     ready = (dep.get("status") or {}).get("readyReplicas") or 0
     done, _ = rollout(dep, track.replicas)
     want = track.replicas or 0
-    gate = metric_gate(canary, obj, telemetry.prometheus) if done and want and ready >= want else None
+    gate = metric_gate(spec, canary, obj, telemetry.prometheus) if done and want and ready >= want else None
     state = next_canary(
         prev, canary, ready=ready if done else 0, want=want, failed=failed, now=datetime.now(UTC), gate=gate
     )

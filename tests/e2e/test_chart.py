@@ -495,8 +495,12 @@ def _dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1] if " " in text else "") for text in logical]
 
 
-def test_dockerfile_invariants() -> None:
-    instructions = _dockerfile_instructions(ROOT / "operator" / "Dockerfile")
+@pytest.mark.parametrize(
+    ("dockerfile", "run"),
+    [("operator/Dockerfile", ["plinth", "run"]), ("serving/Dockerfile", ["plinth-serve"])],
+)
+def test_dockerfile_invariants(dockerfile: str, run: list[str]) -> None:
+    instructions = _dockerfile_instructions(ROOT / dockerfile)
     args = dict(a.split("=", 1) for op, a in instructions if op == "ARG" and "=" in a)
     stages = [i for i, (op, _) in enumerate(instructions) if op == "FROM"]
     assert len(stages) == 2, "a build stage (wheel) and a runtime stage"
@@ -520,8 +524,8 @@ def test_dockerfile_invariants() -> None:
     last_user = final.index(("USER", users[-1]))
     assert not any(op == "RUN" for op, _ in final[last_user:]), "nothing runs as root after USER"
     entrypoint = json.loads(next(a for op, a in final if op == "ENTRYPOINT"))
-    command = json.loads(next(a for op, a in final if op == "CMD"))
-    assert entrypoint + command == ["plinth", "run"]
+    command = json.loads(next((a for op, a in final if op == "CMD"), "[]"))
+    assert entrypoint + command == run
     # The chart runs the image as the same user, so runAsNonRoot holds with or without the chart's values.
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert str(values["podSecurityContext"]["runAsUser"]) == users[-1].partition(":")[0]

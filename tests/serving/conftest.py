@@ -20,11 +20,11 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from plinth.operator import devcluster
+from plinth.operator import devnode
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import free_port, wait_for
 
 
 @dataclass(frozen=True)
@@ -262,9 +262,7 @@ class S3Store:
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Store]:
-    binary = devcluster.ensure_go_binary(
-        ROOT / "hack" / "s3", "versitygw", package="github.com/versity/versitygw/cmd/versitygw", what="versitygw"
-    )
+    binary = devnode.versitygw()
     root = tmp_path_factory.mktemp("s3")
     port = free_port()
     store = S3Store(root, f"http://127.0.0.1:{port}", "plinth-test", secrets.token_hex(16))

@@ -239,3 +239,54 @@ def test_canary_phases() -> None:
     assert manual is not None
     long_after = next_canary(healthy, manual, ready=1, want=1, failed=False, now=t0 + timedelta(days=7))
     assert long_after["phase"] == "Healthy"
+
+
+def _server_spec(**extra: Any) -> ModelDeploymentSpec:
+    base: dict[str, Any] = {
+        "model": {"name": "iris", "version": "1.0.0", "uri": "s3://models/iris/1.0.0/model.joblib"},
+        "runtime": {"format": "sklearn"},
+    }
+    return ModelDeploymentSpec.model_validate({**base, **extra})
+
+
+def test_without_an_image_plinths_server_runs_with_its_probes_metrics_and_read_only_root() -> None:
+    spec = _server_spec(auth={"secretRef": {"name": "iris-tokens"}}, rateLimit={"requestsPerSecond": 50, "burst": 100})
+    deployment = model.deployment(OWNER, spec, model.stable_track(spec, server_image="plinth.local/serve:7"))
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "plinth.local/serve:7"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {
+        "MODEL_NAME": "iris",
+        "MODEL_VERSION": "1.0.0",
+        "MODEL_URI": "s3://models/iris/1.0.0/model.joblib",
+        "MODEL_FORMAT": "sklearn",
+        "AUTH_TOKENS_FILE": model.AUTH_DIR,
+        "RATE_LIMIT_RPS": "50",
+        "RATE_LIMIT_BURST": "100",
+        "PORT": "8080",
+    }
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"auth-tokens": model.AUTH_DIR, "tmp": "/tmp"}
+    assert {"name": "auth-tokens", "secret": {"secretName": "iris-tokens"}} in pod["spec"]["volumes"]
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"
+
+
+def test_a_custom_image_keeps_tcp_probes_and_no_default_scrape() -> None:
+    spec = _spec()
+    (container,) = model.deployment(OWNER, spec)["spec"]["template"]["spec"]["containers"]
+    assert "tcpSocket" in container["readinessProbe"] and "readOnlyRootFilesystem" not in container["securityContext"]
+    assert "prometheus.io/scrape" not in model.deployment(OWNER, spec)["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_a_canary_with_its_own_image_runs_that_image_beside_plinths_server() -> None:
+    spec = _server_spec(
+        canary={"version": "1.1.0", "uri": "s3://models/iris/1.1.0/model.joblib", "image": "x.example/s:1"}
+    )
+    canary = model.canary_track(spec, 9, server_image="plinth.local/serve:7")
+    assert canary is not None and canary.image == "x.example/s:1" and not canary.plinth_server
+    assert model.stable_track(spec, server_image="plinth.local/serve:7").plinth_server

@@ -281,7 +281,7 @@ def test_every_change_queues_the_objects_reconcile_and_returns(kind: ScheduledKi
         for handler in handlers:
             assert asyncio.iscoroutinefunction(handler.fn)
             reconciler = FakeReconciler()
-            memo = kopf.Memo(reconciler=reconciler, executor=None, telemetry=None)
+            memo = kopf.Memo(reconciler=reconciler, executor=None, telemetry=None, settings=Settings())
             asyncio.run(handler.fn(body=kopf.Body(body), memo=memo))
             assert reconciler.queued_objs == ["u-change"]
             assert reconciler.latest == [kind.index.latest]

@@ -87,6 +87,7 @@ def canary(**rollback: Any) -> Canary:
 
 
 GATED = canary(rollback={"metric": {"query": 'err{ns="{{namespace}}",v="{{version}}",md="{{name}}"}', "max": 0.05}})
+GATED_SPEC = md_spec()  # a custom image: no default gate
 
 
 @pytest.mark.parametrize(
@@ -100,7 +101,7 @@ GATED = canary(rollback={"metric": {"query": 'err{ns="{{namespace}}",v="{{versio
 )
 def test_metric_gate_verdicts(answer: float | Exception | None, failed: bool, hold: bool, words: str) -> None:
     prometheus = Answers(answer)
-    verdict = metric_gate(GATED, OWNER, prometheus)
+    verdict = metric_gate(GATED_SPEC, GATED, OWNER, prometheus)
     assert verdict is not None
     assert (verdict.failed, verdict.hold) == (failed, hold)
     assert words in verdict.message
@@ -108,9 +109,23 @@ def test_metric_gate_verdicts(answer: float | Exception | None, failed: bool, ho
 
 
 def test_metric_gate_without_prometheus_holds_and_without_a_gate_says_nothing() -> None:
-    verdict = metric_gate(GATED, OWNER, None)
+    verdict = metric_gate(GATED_SPEC, GATED, OWNER, None)
     assert verdict is not None and verdict.hold and not verdict.failed
-    assert metric_gate(canary(), OWNER, Answers()) is None
+    assert metric_gate(GATED_SPEC, canary(), OWNER, Answers()) is None
+
+
+def test_plinths_server_gets_the_5xx_ratio_gate_when_the_operator_has_prometheus() -> None:
+    spec = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "scorer", "version": "1.0.0", "uri": "s3://m/1"}, "runtime": {}}
+    )
+    prometheus = Answers(0.5)
+    verdict = metric_gate(spec, canary(), OWNER, prometheus)
+    assert verdict is not None and verdict.failed and "0.5 > 0.05" in verdict.message
+    (query,) = prometheus.asked
+    assert 'code="5xx"' in query and 'version="1.1.0"' in query and 'namespace="ml"' in query
+    assert metric_gate(spec, canary(), OWNER, None) is None  # no Prometheus: no default gate holding promotion
+    custom_canary = canary(image="r.example/serve:2")
+    assert metric_gate(spec, custom_canary, OWNER, Answers()) is None
 
 
 def test_a_held_gate_blocks_promotion_and_a_failed_one_rolls_back() -> None:

@@ -26,6 +26,7 @@ from .common import (
 
 __all__ = [
     "MODEL_URI_PATTERN",
+    "Auth",
     "Autoscaling",
     "Canary",
     "CanaryAutoPromote",
@@ -36,9 +37,11 @@ __all__ = [
     "HistoryEntry",
     "ModelDeploymentSpec",
     "ModelDeploymentStatus",
+    "ModelFormat",
     "ModelSource",
     "Monitoring",
     "Outcome",
+    "RateLimit",
     "Resources",
     "Runtime",
     "SecretKeySelector",
@@ -139,10 +142,27 @@ EnvList = Annotated[
 _ENV_HELP = "Environment variables of the container. Names are unique."
 
 
-class Runtime(ApiModel):
-    """The container that serves the model."""
+ModelFormat = Literal["sklearn", "onnx"]
 
-    image: Image = Field(description="Container image of the model server, e.g. ghcr.io/acme/model-server:2.1.")
+
+class Runtime(ApiModel):
+    """The container that serves the model: Plinth's model server by default, or an image of your own."""
+
+    image: Image | None = Field(
+        default=None,
+        description=(
+            "Container image of the model server, e.g. ghcr.io/acme/model-server:2.1. Unset: Plinth's own server "
+            "(the Open Inference Protocol v2; docs/serving.md), with probes on its health endpoints and its metrics "
+            "scraped. A custom image reads MODEL_URI, MODEL_NAME and MODEL_VERSION from its environment."
+        ),
+    )
+    format: ModelFormat | None = Field(
+        default=None,
+        description=(
+            "Format of the model artifact for Plinth's server (MODEL_FORMAT): sklearn (joblib) or onnx. Unset: "
+            "from the artifact's file name (.joblib, .pkl, .onnx)."
+        ),
+    )
     port: Port = Field(default=8080, description="Port the model server listens on for inference requests.")
     env: EnvList = Field(default_factory=list, description=_ENV_HELP)
     args: list[Annotated[str, StringConstraints(max_length=4096)]] = Field(
@@ -161,6 +181,32 @@ class Storage(ApiModel):
             "Secret in the same namespace with the credentials to fetch the model artifact (for example "
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://)."
         ),
+    )
+
+
+class Auth(ApiModel):
+    """Bearer-token authentication of inference requests."""
+
+    secret_ref: LocalObjectReference = Field(
+        description=(
+            "Secret in the same namespace whose every key holds one accepted bearer token. It is mounted into the "
+            "model server (AUTH_TOKENS_FILE); rotating the Secret rotates the tokens without a restart. Requests "
+            "without a token get 401, with an unknown one 403; health and metrics stay open."
+        )
+    )
+
+
+class RateLimit(ApiModel):
+    """A token bucket per bearer token (one bucket for all callers without auth)."""
+
+    requests_per_second: float = Field(
+        ge=0.001, le=1_000_000, description="Requests per second each token may make on average, e.g. 50."
+    )
+    burst: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Requests a token may make at once before the rate applies. Defaults to requestsPerSecond.",
     )
 
 
@@ -286,7 +332,7 @@ class Canary(ApiModel):
     uri: ModelUri = Field(description=_URI_HELP)
     image: Image | None = Field(
         default=None,
-        description="Container image of the canary's model server. Defaults to runtime.image.",
+        description="Container image of the canary's model server. Defaults to runtime.image (or Plinth's server).",
     )
     traffic_percent: int = Field(
         default=10, ge=0, le=100, description="Percentage of requests sent to the canary (0 to 100)."
@@ -361,8 +407,16 @@ class ModelDeploymentSpec(ApiModel):
     )
 
     model: ModelSource = Field(description="The model to serve: its name, version and artifact location.")
-    runtime: Runtime = Field(description="The container that serves the model.")
+    runtime: Runtime = Field(
+        default_factory=Runtime, description="The container that serves the model. Unset: Plinth's model server."
+    )
     storage: Storage | None = Field(default=None, description="Credentials for fetching the model artifact.")
+    auth: Auth | None = Field(
+        default=None, description="Require a bearer token on inference requests. When unset, no token is asked."
+    )
+    rate_limit: RateLimit | None = Field(
+        default=None, description="Limit each caller's request rate (429 with Retry-After above it)."
+    )
     replicas: int | None = Field(
         default=None,
         ge=0,
@@ -382,7 +436,10 @@ class ModelDeploymentSpec(ApiModel):
     )
     monitoring: Monitoring | None = Field(
         default=None,
-        description="Expose the model server's metrics to Prometheus. When unset, no scrape target is configured.",
+        description=(
+            "Expose the model server's metrics to Prometheus. When unset: Plinth's server is scraped on its /metrics; "
+            "a custom image gets no scrape target."
+        ),
     )
 
     @model_validator(mode="after")
@@ -392,6 +449,18 @@ class ModelDeploymentSpec(ApiModel):
         if self.canary is not None and self.canary.version == self.model.version:
             raise ValueError(_CANARY_SAME_VERSION)
         return self
+
+    @property
+    def plinth_server(self) -> bool:
+        """Whether Plinth's own model server runs (runtime.image unset), so its endpoints and metrics are known."""
+        return self.runtime.image is None
+
+    @property
+    def effective_monitoring(self) -> Monitoring | None:
+        """spec.monitoring, or the server's own /metrics on runtime.port when Plinth's server runs."""
+        if self.monitoring is None and self.plinth_server:
+            return Monitoring()
+        return self.monitoring
 
     @property
     def fixed_replicas(self) -> int | None:

@@ -1,6 +1,6 @@
-// An S3-compatible server for the model server's tests (`s3://` model URIs against a real S3 API on 127.0.0.1):
-// versitygw's POSIX backend, a bucket per directory. Built by tests/serving through `go build <tool>` in this module.
-module plinth.dev/hack/s3
+// The model store of the real node and of the model server's tests: an S3-compatible server (versitygw's POSIX
+// backend: a bucket per directory). Built by plinth.operator.devnode through `go build <tool>` in this module.
+module plinth.dev/hack/nodes/model-store
 
 go 1.26.6
 

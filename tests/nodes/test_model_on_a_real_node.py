@@ -1,0 +1,281 @@
+"""ModelDeployments served by Plinth's own model server on a real node: models trained at test time and fetched
+from a real S3 store in the cluster, predictions through the ingress (with tritonclient, unchanged) and through the
+Service from inside the cluster, bearer tokens and rate limits enforced by the running Pods, a canary's share of
+traffic measured by the version each response names, and a canary whose artifact is corrupt rolled back."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from plinth.operator import devimages, devmodels, devnode
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import Operator, wait_for
+from tests.nodes.conftest import NodeCluster
+
+pytestmark = pytest.mark.cluster
+MD = "modeldeployments.plinth.dev"
+ROW = [5.1, 3.5, 1.4, 0.2]  # a setosa: class 0 for every iris model here
+TOKENS = {"alice": "alice-" + uuid.uuid4().hex, "bob": "bob-" + uuid.uuid4().hex}
+
+
+@dataclass(frozen=True)
+class Models:
+    """A namespace with a model store holding iris 1.0.0, 1.1.0 and a corrupt 9.0.0, and a Secret of tokens."""
+
+    namespace: str
+    store_secret: str
+
+    def uri(self, version: str) -> str:
+        return f"s3://models/iris/{version}/model.joblib"
+
+
+@pytest.fixture(scope="module")
+def models(node_cluster: NodeCluster) -> Iterator[Models]:
+    namespace = f"ml-{uuid.uuid4().hex[:8]}"
+    node_cluster.kubectl("create", "namespace", namespace)
+    objects = {f"models/{key}": content for key, content in devmodels.iris_models().items()}
+    objects["models/iris/9.0.0/model.joblib"] = b"this is not a joblib file"
+    secret = devnode.model_store(node_cluster.local, namespace, objects)
+    literals = [f"--from-literal={name}={token}" for name, token in TOKENS.items()]
+    node_cluster.kubectl("-n", namespace, "create", "secret", "generic", "iris-tokens", *literals)
+    yield Models(namespace, secret)
+    node_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _model_deployment(models: Models, name: str, model: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "plinth.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": models.namespace},
+        "spec": {
+            "model": {"name": model, "version": "1.0.0", "uri": models.uri("1.0.0")},
+            "runtime": {},
+            "storage": {"secretRef": {"name": models.store_secret}},
+            **spec,
+        },
+    }
+
+
+def _apply(cluster: NodeCluster, body: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "--server-side", "--field-manager=test", "-f", "-", input=json.dumps(body))
+
+
+def _get(cluster: NodeCluster, namespace: str, name: str) -> dict[str, Any]:
+    return cluster.get("-n", namespace, MD, name)
+
+
+def _ready(cluster: NodeCluster, namespace: str, name: str, timeout: float = 240) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        obj = _get(cluster, namespace, name)
+        conditions = {c["type"]: c for c in (obj.get("status") or {}).get("conditions", [])}
+        ready = conditions.get("Ready", {})
+        return (
+            obj
+            if ready.get("status") == "True" and ready.get("observedGeneration") == obj["metadata"]["generation"]
+            else None
+        )
+
+    found: dict[str, Any] = wait_for(ready, timeout=timeout, what=f"ModelDeployment {namespace}/{name} Ready")
+    return found
+
+
+def _route(cluster: NodeCluster, namespace: str, service: str, model: str) -> None:
+    """An Ingress sending /v2/models/<model>/… on the published ingress to the ModelDeployment's Service."""
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": service, "namespace": namespace},
+        "spec": {
+            "ingressClassName": "plinth",
+            "rules": [
+                {
+                    "http": {
+                        "paths": [
+                            {
+                                "path": f"/v2/models/{model}",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": service, "port": {"name": "http"}}},
+                            }
+                        ]
+                    }
+                }
+            ],
+        },
+    }
+    _apply(cluster, ingress)
+
+
+def _infer(cluster: NodeCluster, model: str, token: str | None = None) -> tuple[int, dict[str, str], Any]:
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(f"{cluster.ingress}/v2/models/{model}/infer", body, headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, dict(reply.headers), json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode(errors="replace")
+
+
+def _in_cluster_curl(cluster: NodeCluster, namespace: str, url: str, body: str, token: str) -> dict[str, Any]:
+    """POST *body* to *url* from a Pod in the cluster (cluster DNS, kube-proxy, the Service), and its answer."""
+    pod = f"curl-{uuid.uuid4().hex[:6]}"
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod, "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "curl",
+                    "image": devimages.CURL,
+                    "imagePullPolicy": "Never",
+                    "args": [
+                        "-sS",
+                        "--fail-with-body",
+                        "-H",
+                        f"Authorization: Bearer {token}",
+                        "-H",
+                        "Content-Type: application/json",
+                        "-d",
+                        body,
+                        url,
+                    ],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
+    _apply(cluster, manifest)
+    wait_for(
+        lambda: cluster.get("-n", namespace, "pod", pod).get("status", {}).get("phase") in ("Succeeded", "Failed"),
+        timeout=120,
+        what=f"pod {pod} to finish",
+    )
+    output = cluster.kubectl("-n", namespace, "logs", pod).stdout
+    assert cluster.get("-n", namespace, "pod", pod)["status"]["phase"] == "Succeeded", output
+    answer: dict[str, Any] = json.loads(output)
+    return answer
+
+
+def test_a_model_answers_through_the_ingress_and_its_service(
+    node_cluster: NodeCluster, node_operator: Operator, models: Models
+) -> None:
+    model = f"iris-{uuid.uuid4().hex[:6]}"
+    body = _model_deployment(
+        models,
+        "iris",
+        model,
+        auth={"secretRef": {"name": "iris-tokens"}},
+        rateLimit={"requestsPerSecond": 0.01, "burst": 12},
+    )
+    _apply(node_cluster, body)
+    obj = _ready(node_cluster, models.namespace, "iris")
+    assert obj["status"]["activeVersion"] == "1.0.0"
+    _route(node_cluster, models.namespace, "iris", model)
+
+    # tritonclient through the ingress on 127.0.0.1, unchanged
+    address = urllib.parse.urlsplit(node_cluster.ingress).netloc
+    client = triton.InferenceServerClient(url=address)
+    tensor = triton.InferInput("input", [1, 4], "FP64")
+    tensor.set_data_from_numpy(np.array([ROW]))
+    alice = {"Authorization": f"Bearer {TOKENS['alice']}"}
+    result = wait_for(
+        lambda: _triton(client, model, tensor, alice), timeout=60, what="the model to answer through the ingress"
+    )
+    assert result.as_numpy("predict").tolist() == [0]
+    assert result.get_response()["model_version"] == "1.0.0"
+    metadata = client.get_model_metadata(model, headers=alice)
+    assert metadata["platform"] == "sklearn_joblib" and metadata["versions"] == ["1.0.0"]
+
+    # the same model through its Service, from a Pod inside the cluster
+    devnode.load_image(node_cluster.local, devimages.curl_image())
+    url = f"http://iris.{models.namespace}.svc.cluster.local:8080/v2/models/{model}/infer"
+    inside = _in_cluster_curl(
+        node_cluster,
+        models.namespace,
+        url,
+        json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}),
+        TOKENS["bob"],
+    )
+    assert inside["model_version"] == "1.0.0" and inside["outputs"][0]["data"] == [0]
+
+    # bearer tokens: none is 401, an unknown one 403
+    assert _infer(node_cluster, model)[0] == 401
+    assert _infer(node_cluster, model, "not-a-token")[0] == 403
+    # alice's bucket (12, refilled once per 100 s) runs dry; bob's is his own
+    statuses = [_infer(node_cluster, model, TOKENS["alice"])[0] for _ in range(12)]
+    assert statuses[-1] == 429 and set(statuses) == {200, 429}, statuses
+    status, headers, _ = _infer(node_cluster, model, TOKENS["alice"])
+    assert status == 429 and int(headers["Retry-After"]) > 0
+    assert _infer(node_cluster, model, TOKENS["bob"])[0] == 200
+
+
+def _triton(
+    client: triton.InferenceServerClient, model: str, tensor: triton.InferInput, headers: dict[str, str]
+) -> Any:
+    try:
+        return client.infer(model, [tensor], headers=headers)
+    except InferenceServerException:
+        return None  # the Ingress is not routed yet
+
+
+def test_a_canary_takes_its_share_and_a_corrupt_one_is_rolled_back(
+    node_cluster: NodeCluster, node_operator: Operator, models: Models
+) -> None:
+    model = f"iris-{uuid.uuid4().hex[:6]}"
+    body = _model_deployment(models, "split", model, replicas=9)
+    _apply(node_cluster, body)
+    _ready(node_cluster, models.namespace, "split", timeout=360)
+    body["spec"]["canary"] = {"version": "1.1.0", "uri": models.uri("1.1.0"), "trafficPercent": 10}
+    _apply(node_cluster, body)
+
+    def canary_healthy() -> bool:
+        canary = (_get(node_cluster, models.namespace, "split").get("status") or {}).get("canary") or {}
+        return canary.get("phase") == "Healthy" and canary.get("readyReplicas") == 1
+
+    wait_for(canary_healthy, timeout=240, what="the canary to be Healthy")
+    _route(node_cluster, models.namespace, "split", model)
+    wait_for(lambda: _infer(node_cluster, model)[0] == 200, timeout=60, what="the route to answer")
+    versions = Counter(_infer(node_cluster, model)[1]["X-Model-Version"] for _ in range(1000))
+    assert set(versions) == {"1.0.0", "1.1.0"}
+    # 1 canary Pod of 10 endpoints: 10% of 1,000, within 4 standard deviations of a binomial
+    tolerance = 4 * math.sqrt(1000 * 0.1 * 0.9)
+    assert abs(versions["1.1.0"] - 100) <= tolerance, versions
+
+    # a corrupt artifact: the canary's server cannot load it and exits, restarts, and the canary is rolled back
+    body["spec"]["canary"] = {
+        "version": "9.0.0",
+        "uri": models.uri("9.0.0"),
+        "trafficPercent": 10,
+        "rollback": {"maxRestarts": 1},
+    }
+    _apply(node_cluster, body)
+
+    def rolled_back() -> dict[str, Any] | None:
+        canary = (_get(node_cluster, models.namespace, "split").get("status") or {}).get("canary") or {}
+        return canary if canary.get("version") == "9.0.0" and canary.get("phase") == "RolledBack" else None
+
+    canary = wait_for(rolled_back, timeout=300, what="the corrupt canary to be rolled back")
+    assert canary["trafficPercent"] == 0
+    # the stable version serves alone once the replaced canary's Pod has left the endpoints
+    wait_for(
+        lambda: {_infer(node_cluster, model)[1]["X-Model-Version"] for _ in range(50)} == {"1.0.0"},
+        timeout=60,
+        what="only the stable version to answer",
+    )
