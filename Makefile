@@ -47,9 +47,9 @@ crds: install  ## regenerate crds/ and docs/reference.md from the pydantic model
 	$(BIN)/plinth crds
 	hack/helm/sync-crds.sh
 
-dev: controlplane  ## run Plinth: local control plane + CRDs + operator + samples
-	$(BIN)/plinth cluster up --name $(DEV_CLUSTER) --wait >/dev/null
-	hack/dev.sh "$(DEV_DIR)" "$(BIN)"
+dev: controlplane  ## run Plinth: local control plane on a real node + CRDs + operator + samples (as root)
+	$(BIN)/plinth cluster up --name $(DEV_CLUSTER) --nodes real >/dev/null
+	hack/dev.sh "$(DEV_DIR)" "$(BIN)" "$(DEV_CLUSTER)"
 
 dev-down:  ## stop the operator and the local control plane started by `make dev`
 	-test -f $(DEV_DIR)/operator.pid && kill $$(cat $(DEV_DIR)/operator.pid)

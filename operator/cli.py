@@ -163,7 +163,9 @@ def cluster_model_store(name: str, directory: Path | None, namespace: str) -> No
 
 @cluster.command("build")
 @click.option(
-    "--real-node", is_flag=True, help="Also build the real node's parts and images (containerd, CoreDNS, Traefik)."
+    "--real-node",
+    is_flag=True,
+    help="Also build the real node's parts and images (containerd, CoreDNS, Traefik, the model server and store).",
 )
 def cluster_build(real_node: bool) -> None:
     """Build (or find in the cache) the control-plane binary and print its path."""
@@ -171,5 +173,6 @@ def cluster_build(real_node: bool) -> None:
         click.echo(str(devcluster.ensure_binary()))
         if real_node:
             devnode.ensure_parts(check=False)  # building needs no root; running the node does
+            devnode.versitygw()  # the model store's server, built now so no test's timeout pays for it
     except devcluster.ClusterError as err:
         raise click.ClickException(str(err)) from err

@@ -163,7 +163,11 @@ class LocalCluster:
         return f"http://{self.published['ingress']}"
 
     def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.kubeconfig)}
+        """What a shell needs to use the cluster: KUBECONFIG, and PLINTH_INGRESS (a real node's ingress URL)."""
+        env = {"KUBECONFIG": str(self.kubeconfig)}
+        if "ingress" in self.published:
+            env["PLINTH_INGRESS"] = self.ingress
+        return env
 
 
 def cluster_dir(name: str, directory: Path | None = None) -> Path:

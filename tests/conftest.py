@@ -79,9 +79,9 @@ def install_crds(cluster: Cluster) -> None:
 
 
 def create_sample_secrets(cluster: Cluster, namespace: str) -> None:
-    """The Secrets the samples in crds/samples refer to (model-store credentials, a feature-store token), as a user
+    """The Secrets the samples in crds/samples refer to (model-store credentials, bearer tokens), as `make dev`
     creates them before applying the samples; a ModelDeployment waits (SecretNotFound) without them."""
-    for name, key in (("s3-credentials", "AWS_ACCESS_KEY_ID"), ("feature-store", "token")):
+    for name, key in (("model-store", "AWS_ACCESS_KEY_ID"), ("iris-tokens", "sample")):
         cluster.kubectl("-n", namespace, "create", "secret", "generic", name, f"--from-literal={key}=sample")
 
 

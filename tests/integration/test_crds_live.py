@@ -194,8 +194,8 @@ def test_model_name_is_immutable(cluster: Cluster, namespace: str) -> None:
 def test_server_side_defaults(cluster: Cluster, namespace: str) -> None:
     _apply(cluster, namespace, _sample("modeldeployment-minimal.yaml"))
     _apply(cluster, namespace, _sample("previewenvironment-minimal.yaml"))
-    md = _get(cluster, "modeldeployment", "sentiment", namespace)["spec"]
-    assert md["runtime"]["port"] == 8080
+    md = _get(cluster, "modeldeployment", "iris", namespace)["spec"]
+    assert "runtime" not in md, "an omitted runtime stays omitted (Plinth's server): nothing to default"
     assert "replicas" not in md, "replicas must not be defaulted: it would conflict with autoscaling"
     pe = _get(cluster, "previewenvironment", "blog", namespace)["spec"]
     assert pe["ttl"] == "72h"
@@ -207,7 +207,7 @@ def test_autoscaling_without_replicas_is_accepted(cluster: Cluster, namespace: s
     deployment["spec"]["autoscaling"] = {"maxReplicas": 3}
     result = _apply(cluster, namespace, deployment, check=False)
     assert result.returncode == 0, result.stderr
-    stored = _get(cluster, "modeldeployment", "sentiment", namespace)["spec"]
+    stored = _get(cluster, "modeldeployment", "iris", namespace)["spec"]
     assert stored["autoscaling"] == {"minReplicas": 1, "maxReplicas": 3}
 
 
@@ -215,7 +215,7 @@ def test_status_is_a_subresource(cluster: Cluster, namespace: str) -> None:
     deployment = _sample("modeldeployment-minimal.yaml")
     deployment["status"] = {"activeVersion": "9.9.9"}
     _apply(cluster, namespace, deployment)
-    stored = _get(cluster, "modeldeployment", "sentiment", namespace)
+    stored = _get(cluster, "modeldeployment", "iris", namespace)
     # The operator may have written a status meanwhile (through /status); the one in the apply must be dropped.
     assert stored.get("status", {}).get("activeVersion") != "9.9.9", "status must be written through /status only"
     assert stored["metadata"]["generation"] == 1
@@ -228,7 +228,7 @@ def test_printer_columns_and_short_names(cluster: Cluster, namespace: str) -> No
     wide = cluster.kubectl("get", "md", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
     assert "STATUS" in wide
     listed = cluster.kubectl("get", "plinth", "-n", namespace, "-o", "name").stdout.split()
-    assert "modeldeployment.plinth.dev/sentiment" in listed
+    assert "modeldeployment.plinth.dev/iris" in listed
     for short in ("pe", "nsq"):
         cluster.kubectl("get", short, *(["-n", namespace] if short == "pe" else []))
 
