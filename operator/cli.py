@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -54,6 +55,36 @@ def crds(check: bool, crds_dir: Path, reference: Path) -> None:
 
     args = ["--crds-dir", str(crds_dir), "--reference", str(reference)]
     sys.exit(crdgen.main([*args, "--check"] if check else args))
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[KIND/NAME]")
+@click.option("-n", "--namespace", default="default", show_default=True, help="Namespace of the object.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Without KIND/NAME: look in every namespace.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain(target: str | None, namespace: str, all_namespaces: bool, output: str) -> None:
+    """Why a Plinth object is (not) Ready: the object, its children and their Pods as a tree, the blocker marked,
+    with what to do. KIND is md, pe or nsq. Without KIND/NAME: every Plinth object that is not Ready."""
+    from plinth.operator import explain as explaining
+    from plinth.operator.previewcli import api_error, kube_client
+
+    try:
+        kube = kube_client()
+        if target is None:
+            trees = explaining.not_ready(kube, None if all_namespaces else namespace)
+        else:
+            kind, name = explaining.parse_target(target)
+            trees = [explaining.gather(kube, kind, name, namespace)]
+    except (ValueError, LookupError) as err:
+        raise click.ClickException(str(err)) from err
+    except Exception as err:  # the API server's refusal (403, 404 of the CRD, ...) in its own words
+        raise click.ClickException(api_error(err)) from err
+    if output == "json":
+        click.echo(json.dumps([explaining.as_json(tree) for tree in trees], indent=2))
+        return
+    if not trees:
+        click.echo("every Plinth object is Ready")
+    click.echo("\n".join(explaining.render(tree) for tree in trees), nl=False)
 
 
 @main.group()

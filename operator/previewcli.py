@@ -106,14 +106,14 @@ def _progress_line(info: dict[str, Any]) -> str:
     )
 
 
-def _kube() -> Any:
+def kube_client() -> Any:
     from plinth.adapters.kubernetes import DynamicKubernetes, load_config
     from plinth.operator.metrics import Metrics
 
     return DynamicKubernetes(load_config(), Metrics(), FIELD_MANAGER)
 
 
-def _api_error(err: Exception) -> str:
+def api_error(err: Exception) -> str:
     body = getattr(err, "body", None)
     try:
         return str(json.loads(body)["message"]) if body else str(err)
@@ -172,11 +172,11 @@ def up(
         domain=domain,
         copy_secrets=list(copy_secrets),
     )
-    kube = _kube()
+    kube = kube_client()
     try:
         applied = kube.apply(manifest)
     except Exception as err:
-        click.echo(f"error: the API server refused the PreviewEnvironment: {_api_error(err)}", err=True)
+        click.echo(f"error: the API server refused the PreviewEnvironment: {api_error(err)}", err=True)
         sys.exit(EXIT_REFUSED)
     meta = applied["metadata"]
     click.echo(
@@ -238,7 +238,7 @@ def down(
         if repository is None or pull_request is None:
             raise click.UsageError("give --name, or --repo and --pr")
         name = default_name(repository, pull_request)
-    kube = _kube()
+    kube = kube_client()
     if not kube.delete(API_VERSION, KIND, name, namespace=namespace):
         click.echo(f"previewenvironment {namespace}/{name} not found (nothing to delete)", err=True)
         return
@@ -260,7 +260,7 @@ def list_previews(namespace: str | None, output: str) -> None:
     """List preview environments: name, pull request, URL, Ready and expiry."""
     items = [
         summary(o) | {"pullRequest": o["spec"]["source"]["pullRequest"]}
-        for o in _kube().list(API_VERSION, KIND, namespace=namespace)
+        for o in kube_client().list(API_VERSION, KIND, namespace=namespace)
     ]
     if output == "json":
         click.echo(json.dumps(items, indent=2))

@@ -3,7 +3,6 @@ exporter this test controls: a low error ratio lets the canary be promoted, a hi
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,8 +13,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, Cluster, Operator, free_port, http_get, wait_for
+from tests.conftest import Cluster, Operator, http_get, wait_for
 from tests.integration.test_modeldeployment import _apply, _canary_phase, _ready_at
+from tests.prometheus import running_prometheus
 
 pytestmark = pytest.mark.cluster
 QUERY = 'max(model_error_ratio{namespace="{{namespace}}",version="{{version}}"})'
@@ -58,34 +58,12 @@ def exporter() -> Iterator[Exporter]:
 
 @pytest.fixture(scope="module")
 def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = subprocess.run(
-        ["bash", str(ROOT / "hack" / "promtool.sh"), "prometheus"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    directory = tmp_path_factory.mktemp("prometheus")
-    config = directory / "prometheus.yml"
-    config.write_text(
+    config = (
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"scrape_configs: [{{job_name: models, static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]}}]\n"
     )
-    port = free_port()
-    with (directory / "prometheus.log").open("w") as log:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_get(f"{url}/-/ready")[0] == 200, what="Prometheus ready")
+    with running_prometheus(config, tmp_path_factory.mktemp("prometheus")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.conftest import Operator, wait_for
 from tests.nodes.conftest import NodeCluster
+from tests.prometheus import running_prometheus
 
 pytestmark = pytest.mark.cluster
 MD = "modeldeployments.plinth.dev"
@@ -33,7 +35,8 @@ TOKENS = {"alice": "alice-" + uuid.uuid4().hex, "bob": "bob-" + uuid.uuid4().hex
 
 @dataclass(frozen=True)
 class Models:
-    """A namespace with a model store holding iris 1.0.0, 1.1.0 and a corrupt 9.0.0, and a Secret of tokens."""
+    """A namespace with a model store holding iris 1.0.0 and 1.1.0, a corrupt 9.0.0 and a 3.0.0 that fails on real
+    input, and a Secret of tokens."""
 
     namespace: str
     store_secret: str
@@ -42,12 +45,38 @@ class Models:
         return f"s3://models/iris/{version}/model.joblib"
 
 
+def failing_model() -> bytes:
+    """An ONNX model with iris's signature that passes its warm-up (zeros) but fails on real rows: it reshapes its
+    input to a length computed from the input's sum, which only zeros make right. Every real inference is a 500."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("ReduceSum", ["input"], ["total"], keepdims=0),
+        helper.make_node("Cast", ["total"], ["total_int"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["total_int", "one"], ["length_minus_one"]),
+        helper.make_node("Add", ["length_minus_one", "minus_one"], ["shape"]),
+        helper.make_node("Reshape", ["input", "shape"], ["predict"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fails_on_real_input",
+        [helper.make_tensor_value_info("input", TensorProto.DOUBLE, [None, 4])],
+        [helper.make_tensor_value_info("predict", TensorProto.DOUBLE, [None])],
+        [
+            helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+            helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1]),
+        ],
+    )
+    return bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+
+
 @pytest.fixture(scope="module")
 def models(node_cluster: NodeCluster) -> Iterator[Models]:
     namespace = f"ml-{uuid.uuid4().hex[:8]}"
     node_cluster.kubectl("create", "namespace", namespace)
     objects = {f"models/{key}": content for key, content in devmodels.iris_models().items()}
     objects["models/iris/9.0.0/model.joblib"] = b"this is not a joblib file"
+    objects["models/iris/3.0.0/model.onnx"] = failing_model()
     secret = devnode.model_store(node_cluster.local, namespace, objects)
     literals = [f"--from-literal={name}={token}" for name, token in TOKENS.items()]
     node_cluster.kubectl("-n", namespace, "create", "secret", "generic", "iris-tokens", *literals)
@@ -273,9 +302,104 @@ def test_a_canary_takes_its_share_and_a_corrupt_one_is_rolled_back(
 
     canary = wait_for(rolled_back, timeout=300, what="the corrupt canary to be rolled back")
     assert canary["trafficPercent"] == 0
-    # the stable version serves alone once the replaced canary's Pod has left the endpoints
+    # the stable version serves alone once the replaced canary's Pod has left the ingress's endpoints (until then a
+    # request may meet the Pod being removed: the ingress's own 502, without a model version)
     wait_for(
-        lambda: {_infer(node_cluster, model)[1]["X-Model-Version"] for _ in range(50)} == {"1.0.0"},
+        lambda: {_infer(node_cluster, model)[1].get("X-Model-Version") for _ in range(50)} == {"1.0.0"},
         timeout=60,
         what="only the stable version to answer",
     )
+
+
+class PodTargets:
+    """Prometheus's view of the annotated Pods of a namespace, scraped through the API server's Pod proxy (the host
+    reaches Pods only through 127.0.0.1) and labelled with namespace and pod as the usual Kubernetes relabelling
+    does. Debian's Prometheus is built without Kubernetes discovery, so the test lists the Pods into a file_sd file
+    (re-read on change) as the discovery would."""
+
+    def __init__(self, cluster: NodeCluster, namespace: str, directory: Path) -> None:
+        self.cluster, self.namespace, self.file = cluster, namespace, directory / "targets.json"
+        self.api = urllib.parse.urlsplit(cluster.local.server).netloc
+        self.file.write_text("[]")
+
+    def config(self) -> str:
+        pki = self.cluster.local.directory / "pki"
+        tls = {"ca_file": str(pki / "ca.crt"), "cert_file": str(pki / "admin.crt"), "key_file": str(pki / "admin.key")}
+        scrape = {
+            "job_name": "pods",
+            "scheme": "https",
+            "tls_config": tls,
+            "file_sd_configs": [{"files": [str(self.file)]}],
+        }
+        return json.dumps(
+            {"global": {"scrape_interval": "2s", "evaluation_interval": "2s"}, "scrape_configs": [scrape]}
+        )
+
+    def refresh(self) -> None:
+        targets = []
+        for pod in self.cluster.get("-n", self.namespace, "pods")["items"]:
+            annotations = pod["metadata"].get("annotations") or {}
+            if annotations.get("prometheus.io/scrape") != "true" or pod.get("status", {}).get("phase") != "Running":
+                continue
+            name = pod["metadata"]["name"]
+            path = f"/api/v1/namespaces/{self.namespace}/pods/{name}:{annotations['prometheus.io/port']}/proxy"
+            labels = {
+                "__metrics_path__": path + annotations["prometheus.io/path"],
+                "namespace": self.namespace,
+                "pod": name,
+            }
+            targets.append({"targets": [self.api], "labels": labels})
+        self.file.write_text(json.dumps(targets))
+
+
+@pytest.fixture
+def gated_operator(
+    node_cluster: NodeCluster, node_operator: Operator, models: Models, tmp_path: Path
+) -> Iterator[tuple[PodTargets, str]]:
+    """A real Prometheus scraping the real Pods, and the session's operator restarted to ask it."""
+    targets = PodTargets(node_cluster, models.namespace, tmp_path)
+    with running_prometheus(targets.config(), tmp_path) as prometheus:
+        node_operator.stop()
+        gated = Operator(node_cluster, tmp_path / "operator.log", env={"PLINTH_PROMETHEUS_URL": prometheus})
+        try:
+            yield targets, prometheus
+        finally:
+            gated.stop()
+            node_operator.start()
+
+
+def test_a_canary_that_answers_errors_is_rolled_back_by_the_default_metric_gate(
+    node_cluster: NodeCluster, gated_operator: tuple[PodTargets, str], models: Models
+) -> None:
+    targets, prometheus = gated_operator
+    model = f"iris-{uuid.uuid4().hex[:6]}"
+    body = _model_deployment(models, "gated", model)
+    _apply(node_cluster, body)
+    _ready(node_cluster, models.namespace, "gated")
+    _route(node_cluster, models.namespace, "gated", model)
+    wait_for(lambda: _infer(node_cluster, model)[0] == 200, timeout=60, what="the route to answer")
+    # a canary with no rollback.metric: Plinth's server gets the 5xx-ratio gate because the operator has Prometheus
+    body["spec"]["canary"] = {"version": "3.0.0", "uri": "s3://models/iris/3.0.0/model.onnx", "trafficPercent": 50}
+    _apply(node_cluster, body)
+    answered: Counter[tuple[str, int]] = Counter()
+
+    def rolled_back_under_load() -> dict[str, Any] | None:
+        targets.refresh()
+        for _ in range(20):  # traffic, as clients would send it; half of it meets the canary
+            status, headers, _ = _infer(node_cluster, model)
+            answered[(headers.get("X-Model-Version", ""), status)] += 1
+        canary = (_get(node_cluster, models.namespace, "gated").get("status") or {}).get("canary") or {}
+        return canary if canary.get("phase") == "RolledBack" else None
+
+    canary = wait_for(rolled_back_under_load, timeout=300, interval=0.5, what="the failing canary rolled back")
+    assert answered[("3.0.0", 500)] > 0 and answered[("1.0.0", 200)] > 0, answered
+    assert ("3.0.0", 200) not in answered
+    obj = _get(node_cluster, models.namespace, "gated")
+    healthy = next(c for c in obj["status"]["conditions"] if c["type"] == "CanaryHealthy")
+    assert healthy["status"] == "False" and "metric gate failed" in healthy["message"], healthy
+    assert obj["status"]["activeVersion"] == "1.0.0" and canary["version"] == "3.0.0"
+    # what the gate read is what Prometheus scraped from the canary's own Pod
+    query = urllib.parse.quote('plinth_serving_requests_total{version="3.0.0",code="5xx",endpoint="model_infer"}')
+    with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={query}", timeout=10) as reply:
+        series = json.loads(reply.read())["data"]["result"]
+    assert series and series[0]["metric"]["namespace"] == models.namespace

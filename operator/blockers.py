@@ -1,0 +1,133 @@
+"""What keeps a Kubernetes child from being ready, in the child's own words: one reading of Pods and Deployments
+shared by every caller that has to name a blocker (``plinth explain`` today), so they all say the same thing.
+
+A blocker is ``stalled`` when only a person can clear it (a wrong image, a crashing program, a quota that refuses
+the Pod, a missing Secret key); otherwise it is progress that may come by itself (scheduling, image pulls in flight,
+a probe that has not passed yet). Each reason has a one-line hint of what to do. Messages come from the API server,
+kubelet and controllers; none of them carries a Secret's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Manifest = Mapping[str, Any]
+
+#: reason -> (stalled, what to do)
+REASONS: dict[str, tuple[bool, str]] = {
+    "ErrImagePull": (True, "check the image name and tag, and that the node may pull it (imagePullSecrets)"),
+    "ImagePullBackOff": (True, "check the image name and tag, and that the node may pull it (imagePullSecrets)"),
+    "InvalidImageName": (True, "fix the image reference"),
+    "CrashLoopBackOff": (True, "the container keeps exiting: read `kubectl logs --previous` of the Pod"),
+    "CreateContainerConfigError": (True, "a Secret or ConfigMap (or a key of one) the container refers to is missing"),
+    "CreateContainerError": (True, "the container cannot be created: read the message, often a bad command or mount"),
+    "RunContainerError": (True, "the container cannot start: read the message, often a bad command or mount"),
+    "FailedCreate": (True, "the namespace's ResourceQuota or LimitRange refuses the Pod: set resources or the quota"),
+    "ProgressDeadlineExceeded": (True, "the rollout stopped making progress: look at the new Pods' blockers"),
+    "Unschedulable": (False, "no node fits the Pod: lower resources.requests, or add nodes"),
+    "ContainerCreating": (False, "the kubelet is pulling the image and starting the container"),
+    "PodInitializing": (False, "init containers are running"),
+    "NotReady": (False, "the readiness probe has not passed yet: check the probe's path and port"),
+    "Pending": (False, "waiting for the scheduler"),
+}
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why one child is not ready."""
+
+    kind: str
+    name: str
+    reason: str
+    message: str
+    since: str | None = None
+
+    @property
+    def stalled(self) -> bool:
+        return REASONS.get(self.reason, (False, ""))[0]
+
+    @property
+    def hint(self) -> str:
+        return REASONS.get(self.reason, (False, ""))[1]
+
+    def describe(self) -> str:
+        """``Pod web-1: ImagePullBackOff: Back-off pulling image "x" (since 2026-…)``."""
+        since = f" (since {self.since})" if self.since else ""
+        return f"{self.kind} {self.name}: {self.reason}: {self.message}{since}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "reason": self.reason,
+            "message": self.message,
+            "since": self.since,
+            "stalled": self.stalled,
+            "hint": self.hint,
+        }
+
+
+def _condition(obj: Manifest, kind: str) -> Mapping[str, Any]:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == kind), {})
+
+
+def pod(obj: Manifest, events: Iterable[Manifest] = ()) -> Blocker | None:
+    """The Pod's blocker: a waiting container's reason, then scheduling, then a readiness probe (with the kubelet's
+    last `Unhealthy` event when *events* has one); None when the Pod is Ready or has finished."""
+    name = obj["metadata"]["name"]
+    status = obj.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed") or _condition(obj, "Ready").get("status") == "True":
+        return None
+    statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    for container in statuses:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason and reason not in ("ContainerCreating", "PodInitializing"):
+            message = waiting.get("message") or f"container {container['name']} is waiting"
+            return Blocker("Pod", name, reason, f"container {container['name']}: {message}")
+    scheduled = _condition(obj, "PodScheduled")
+    if scheduled.get("status") == "False":
+        reason = scheduled.get("reason") or "Pending"
+        return Blocker("Pod", name, reason, scheduled.get("message") or "", scheduled.get("lastTransitionTime"))
+    for container in statuses:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            return Blocker("Pod", name, waiting["reason"], f"container {container['name']} is being created")
+    if not statuses:
+        return Blocker("Pod", name, "Pending", "no container has started yet")
+    unhealthy = [e for e in events if e.get("reason") == "Unhealthy" and "Readiness" in (e.get("message") or "")]
+    ready = _condition(obj, "Ready")
+    if unhealthy:
+        last = max(unhealthy, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return Blocker("Pod", name, "NotReady", last.get("message") or "", ready.get("lastTransitionTime"))
+    message = ready.get("message") or "containers are running but not ready"
+    return Blocker("Pod", name, "NotReady", message, ready.get("lastTransitionTime"))
+
+
+def deployment(obj: Manifest) -> Blocker | None:
+    """A Deployment's own refusal: ReplicaFailure (every quota or LimitRange refusal of its Pods), or a rollout past
+    its progress deadline."""
+    name = obj["metadata"]["name"]
+    failure = _condition(obj, "ReplicaFailure")
+    if failure.get("status") == "True":
+        reason = failure.get("reason") or "FailedCreate"
+        return Blocker("Deployment", name, reason, failure.get("message") or "", failure.get("lastTransitionTime"))
+    progressing = _condition(obj, "Progressing")
+    if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Blocker(
+            "Deployment",
+            name,
+            "ProgressDeadlineExceeded",
+            progressing.get("message") or "",
+            progressing.get("lastTransitionTime"),
+        )
+    return None
+
+
+def first(blockers: Iterable[Blocker | None]) -> Blocker | None:
+    """The blocker to report: one only a person can clear before one that may pass by itself."""
+    found = [b for b in blockers if b is not None]
+    return next((b for b in found if b.stalled), found[0] if found else None)

@@ -1,0 +1,124 @@
+"""The blockers read from Pods and Deployments, and `plinth explain`'s rendering (golden files in
+tests/data/explain: to change one, delete it, run the test, review what it wrote)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plinth.operator import blockers
+from plinth.operator.explain import Node, as_json, parse_target, render
+
+GOLDEN = Path(__file__).resolve().parent.parent / "data" / "explain"
+
+
+def _pod(name: str, *, ready: bool = False, waiting: dict[str, str] | None = None, **status: Any) -> dict[str, Any]:
+    containers = [{"name": "app", "restartCount": 0, "state": {"waiting": waiting} if waiting else {"running": {}}}]
+    conditions = [
+        {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": "2026-12-03T10:00:00Z"}
+    ]
+    return {
+        "metadata": {"name": name, "namespace": "ml"},
+        "status": {
+            "phase": "Pending" if waiting else "Running",
+            "conditions": conditions,
+            "containerStatuses": containers,
+            **status,
+        },
+    }
+
+
+def test_pod_blockers_in_the_kubelets_words() -> None:
+    pulling = blockers.pod(_pod("a", waiting={"reason": "ImagePullBackOff", "message": 'Back-off pulling image "x"'}))
+    assert pulling is not None and pulling.reason == "ImagePullBackOff" and pulling.stalled
+    assert pulling.message == 'container app: Back-off pulling image "x"'
+    assert blockers.pod(_pod("b", ready=True)) is None
+    unschedulable = _pod("c", containerStatuses=[])
+    unschedulable["status"]["conditions"].append(
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes: Insufficient cpu"}
+    )
+    found = blockers.pod(unschedulable)
+    assert found is not None and found.reason == "Unschedulable" and not found.stalled
+    probe = [
+        {
+            "reason": "Unhealthy",
+            "message": "Readiness probe failed: HTTP probe failed with statuscode: 503",
+            "lastTimestamp": "2026-12-03T10:01:00Z",
+        }
+    ]
+    not_ready = blockers.pod(_pod("d"), probe)
+    assert not_ready is not None and not_ready.reason == "NotReady" and "statuscode: 503" in not_ready.message
+
+
+def test_a_quota_refusal_is_the_deployments_blocker() -> None:
+    refused = {
+        "metadata": {"name": "web"},
+        "status": {
+            "conditions": [
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "reason": "FailedCreate",
+                    "message": 'pods "web-1" is forbidden: failed quota: plinth-quota: must specify '
+                    "requests.cpu for: app",
+                    "lastTransitionTime": "2026-12-03T10:00:00Z",
+                }
+            ]
+        },
+    }
+    found = blockers.deployment(refused)
+    assert found is not None and found.stalled and "must specify requests.cpu" in found.message
+    assert blockers.first([blockers.Blocker("Pod", "p", "NotReady", "m"), found]) is found
+
+
+def _tree() -> Node:
+    pull = blockers.Blocker("Pod", "web-7d9-x2", "ErrImagePull", "container web: pull access denied", None)
+    return Node(
+        "PreviewEnvironment",
+        "shop",
+        "team-a",
+        "NotReady",
+        "ServicesNotReady: waiting for web 0/1 ready",
+        children=[
+            Node(
+                "Namespace",
+                "preview-shop-7-1a2b3c4d",
+                None,
+                "Active",
+                children=[
+                    Node(
+                        "Deployment",
+                        "web",
+                        "preview-shop-7-1a2b3c4d",
+                        "NotReady",
+                        "0/1 available",
+                        children=[
+                            Node("Pod", "web-7d9-x2", "preview-shop-7-1a2b3c4d", "NotReady", "Pending", pull),
+                        ],
+                    ),
+                    Node("Service", "web", "preview-shop-7-1a2b3c4d", "-", "10.96.4.2:8080"),
+                    Node("Secret", "session", "preview-shop-7-1a2b3c4d", "-", "1 keys"),
+                ],
+            ),
+        ],
+    )
+
+
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_rendering_is_golden(form: str) -> None:
+    tree = _tree()
+    shown = render(tree) if form == "text" else json.dumps(as_json(tree), indent=2) + "\n"
+    golden = GOLDEN / f"preview-image-pull.{'txt' if form == 'text' else 'json'}"
+    if not golden.exists():
+        golden.write_text(shown)
+        pytest.fail(f"wrote {golden.name}: review it and run the test again")
+    assert shown == golden.read_text()
+
+
+def test_targets() -> None:
+    assert parse_target("md/iris") == ("ModelDeployment", "iris")
+    assert parse_target("previewenvironments.plinth.dev/shop") == ("PreviewEnvironment", "shop")
+    with pytest.raises(ValueError, match="KIND/NAME"):
+        parse_target("deployment/web")
