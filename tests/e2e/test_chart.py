@@ -190,6 +190,7 @@ def test_defaults(helm: Path, tmp_path: Path) -> None:
         "PLINTH_RESYNC_SECONDS": "300",
         "PLINTH_RESYNC_PER_SECOND": "5",
         "PLINTH_INITIAL_LISTING": "auto",
+        "PLINTH_SERVING_IMAGE": "plinth-serving:0.1.0",  # the model server of the same appVersion
     }
 
     service = one(objects, "Service")
