@@ -176,6 +176,24 @@ def gateway_api_crds() -> list[Path]:
     return sorted(p for p in standard.glob("gateway.networking.k8s.io_*.yaml") if "_vap_" not in p.name)
 
 
+def apply_template(cluster: devcluster.LocalCluster, path: Path, **values: str) -> None:
+    """Server-side apply the manifests of *path* with each ``{{key}}`` replaced by its value (the add-ons' images,
+    a model store's namespace and keys)."""
+    manifest = path.read_text()
+    for key, value in values.items():
+        manifest = manifest.replace("{{" + key + "}}", value)
+    kubectl(
+        cluster,
+        "apply",
+        "--server-side",
+        f"--field-manager={FIELD_MANAGER}",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=manifest,
+    )
+
+
 def install_addons(cluster: devcluster.LocalCluster, parts: NodeParts, timeout: float = 180) -> None:
     """Apply the Gateway API CRDs and the add-ons, and wait until DNS and the ingress serve (idempotent)."""
     crds = gateway_api_crds()
@@ -183,17 +201,7 @@ def install_addons(cluster: devcluster.LocalCluster, parts: NodeParts, timeout: 
     names = [c.name.removesuffix(".yaml").split("_", 1)[1] + ".gateway.networking.k8s.io" for c in crds]
     kubectl(cluster, "wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *(f"crd/{n}" for n in names))
     for name, image in parts.addon_images.items():
-        manifest = (ADDONS / f"{name}.yaml").read_text().replace("{{image}}", image)
-        kubectl(
-            cluster,
-            "apply",
-            "--server-side",
-            f"--field-manager={FIELD_MANAGER}",
-            "--force-conflicts",
-            "-f",
-            "-",
-            input=manifest,
-        )
+        apply_template(cluster, ADDONS / f"{name}.yaml", image=image)
     for namespace, deployment in (("kube-system", "coredns"), ("plinth-ingress", "traefik")):
         kubectl(
             cluster,
@@ -282,19 +290,8 @@ def model_store(
         name=f"{devimages.LOCAL_REGISTRY}/model-store:{digest.hexdigest()[:12]}", files=files, entrypoint=["/versitygw"]
     )
     load_image(cluster, devimages.cached(image))
-    manifest = (NODES / "model-store.yaml").read_text()
-    values = {"image": image.name, "namespace": namespace, **_store_keys(cluster, namespace)}
-    for key, value in values.items():
-        manifest = manifest.replace("{{" + key + "}}", value)
-    kubectl(
-        cluster,
-        "apply",
-        "--server-side",
-        f"--field-manager={FIELD_MANAGER}",
-        "--force-conflicts",
-        "-f",
-        "-",
-        input=manifest,
+    apply_template(
+        cluster, NODES / "model-store.yaml", image=image.name, namespace=namespace, **_store_keys(cluster, namespace)
     )
     kubectl(
         cluster,

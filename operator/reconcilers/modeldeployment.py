@@ -16,7 +16,9 @@ from typing import Any
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.adapters.observability import NO_TELEMETRY, MetricsQuery, QueryError, Telemetry
 from plinth.adapters.secrets import KubernetesSecrets
+from plinth.operator import blockers
 from plinth.operator.api.v1alpha1 import Canary, CanaryMetricGate, ModelDeploymentSpec, format_time, parse_duration
+from plinth.operator.blockers import Blocker
 from plinth.operator.builders import model
 from plinth.operator.conditions import RECONCILING, STALLED, Observation
 from plinth.operator.errors import Waiting
@@ -286,6 +288,9 @@ def _reconcile(
             progress=progress,
             stable_pods=stable_pods,
             canary=canary_state,
+            blocker=None
+            if done
+            else blockers.first([blockers.deployment(deployment), *map(blockers.pod, stable_pods)]),
         ),
     )
 
@@ -429,6 +434,7 @@ def _observe(
     progress: str,
     stable_pods: list[Manifest],
     canary: dict[str, Any] | None,
+    blocker: Blocker | None,
 ) -> list[Observation]:
     crashing = crash_looping(stable_pods)
     observations: list[Observation] = []
@@ -471,9 +477,13 @@ def _observe(
                 f"canary {canary['version']} was rolled back: change or remove spec.canary" if canary else "",
             )
         )
+    elif not done and blocker is not None and blocker.stalled:
+        message = f"version {stable.version}: {blocker.describe()}: {blocker.hint}"
+        observations.append(Observation(STALLED, True, blocker.reason, message[:1024]))
     elif not done:
+        waiting = f"; {blocker.describe()}" if blocker is not None else ""
         observations.append(
-            Observation(RECONCILING, True, "RolloutInProgress", f"version {stable.version}: {progress}")
+            Observation(RECONCILING, True, "RolloutInProgress", f"version {stable.version}: {progress}{waiting}"[:1024])
         )
     elif phase == "Progressing" and canary is not None:
         observations.append(

@@ -17,6 +17,7 @@ from typing import Any
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.adapters.observability import NO_TELEMETRY, Telemetry
 from plinth.adapters.secrets import KubernetesSecrets, Secrets, StoredSecret, random_value
+from plinth.operator import blockers
 from plinth.operator.api.v1alpha1 import (
     API_VERSION,
     NamespaceQuotaSpec,
@@ -25,6 +26,7 @@ from plinth.operator.api.v1alpha1 import (
     parse_duration,
     parse_quantity,
 )
+from plinth.operator.blockers import Blocker
 from plinth.operator.builders import preview, quota
 from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
 from plinth.operator.errors import ReconcileError, Stalled, Waiting
@@ -393,6 +395,7 @@ def _observe(
     waiting: list[str] = []
     crashing: list[str] = []
     quota_refusals: list[str] = []
+    stuck: list[tuple[str, Blocker]] = []  # services held by what only a change can fix (a wrong image, ...)
     for svc in spec.services:
         dep_status = deployments[svc.name].get("status") or {}
         want = 0 if sleeping else svc.replicas
@@ -408,7 +411,10 @@ def _observe(
             quota_refusals.append(f"{svc.name}: {refusal}")
         elif not rollout(deployments[svc.name], want)[0]:
             # Not before the Deployment controller has seen this template and rolled it out on every replica.
-            waiting.append(f"{svc.name} {ready}/{want} ready")
+            found = blockers.first([blockers.deployment(deployments[svc.name]), *map(blockers.pod, own_pods)])
+            if found is not None and found.stalled:
+                stuck.append((svc.name, found))
+            waiting.append(f"{svc.name} {ready}/{want} ready" + (f" ({found.describe()})" if found else ""))
     status["services"] = services_status
     models_waiting = [
         f"{m['metadata']['name']} ({_ready_message(m)})"
@@ -427,6 +433,10 @@ def _observe(
         )
     elif quota_refusals:
         observations.append(Observation(QUOTA_EXCEEDED, True, "QuotaExceeded", "; ".join(quota_refusals)[:1024]))
+    elif stuck:
+        service, found = stuck[0]
+        message = f"service {service}: {found.describe()}: {found.hint}"
+        observations.append(Observation(STALLED, True, found.reason, message[:1024]))
     elif waiting or models_waiting:
         observations.append(
             Observation(

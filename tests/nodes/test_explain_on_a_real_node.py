@@ -62,6 +62,12 @@ def test_explain_names_the_pods_own_reason_and_clears_when_fixed(
 
     tree = wait_for(blocked, timeout=120, what="explain to name the image pull")
     assert tree["state"] == "NotReady" and tree["blockedBy"]["kind"] == "Pod" and tree["blockedBy"]["stalled"]
+    # the ModelDeployment's own status says the same (Stalled, the kubelet's reason), once the operator has looked
+    wait_for(
+        lambda: _stalled_reason(node_cluster, namespace) in ("ErrImagePull", "ImagePullBackOff"),
+        timeout=120,
+        what="Stalled with the Pod's reason",
+    )
     assert [c["kind"] for c in tree["children"]][:2] == ["Deployment", "Service"]
     text = _explain(node_cluster, "md/scorer", "-n", namespace).stdout
     assert "✗ Pod scorer-" in text and "Blocked by Pod scorer-" in text and "check the image name" in text
@@ -78,3 +84,9 @@ def test_explain_names_the_pods_own_reason_and_clears_when_fixed(
     assert _explain(node_cluster, "-n", namespace).stdout == "every Plinth object is Ready\n"
     missing = _explain(node_cluster, "md/nope", "-n", namespace)
     assert missing.returncode == 1 and "ModelDeployment nope not found" in missing.stderr
+
+
+def _stalled_reason(cluster: NodeCluster, namespace: str) -> str | None:
+    obj = cluster.get("-n", namespace, "modeldeployments.plinth.dev", "scorer")
+    stalled = [c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Stalled"]
+    return stalled[0]["reason"] if stalled and stalled[0]["status"] == "True" else None

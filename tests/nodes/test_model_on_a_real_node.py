@@ -398,8 +398,11 @@ def test_a_canary_that_answers_errors_is_rolled_back_by_the_default_metric_gate(
     healthy = next(c for c in obj["status"]["conditions"] if c["type"] == "CanaryHealthy")
     assert healthy["status"] == "False" and "metric gate failed" in healthy["message"], healthy
     assert obj["status"]["activeVersion"] == "1.0.0" and canary["version"] == "3.0.0"
-    # what the gate read is what Prometheus scraped from the canary's own Pod
-    query = urllib.parse.quote('plinth_serving_requests_total{version="3.0.0",code="5xx",endpoint="model_infer"}')
+    # what the gate read is what Prometheus scraped from the canary's own Pod (a range: the removed Pod's series
+    # are marked stale, so an instant query no longer returns them)
+    query = urllib.parse.quote(
+        'last_over_time(plinth_serving_requests_total{version="3.0.0",code="5xx",endpoint="model_infer"}[10m])'
+    )
     with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={query}", timeout=10) as reply:
         series = json.loads(reply.read())["data"]["result"]
     assert series and series[0]["metric"]["namespace"] == models.namespace

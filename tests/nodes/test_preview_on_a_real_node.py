@@ -103,6 +103,11 @@ def test_a_missing_image_is_kubernetes_own_image_pull_error(
 
     assert wait_for(waiting_reason, timeout=90, what="ErrImagePull") in ("ErrImagePull", "ImagePullBackOff")
     wait_condition(node_cluster, team, "ghost", "Ready", status="False", timeout=60)
+    # the preview's own status names the Pod and the kubelet's reason: only a change can fix it, so Stalled
+    stalled = wait_condition(node_cluster, team, "ghost", "Stalled", timeout=90)
+    condition = next(c for c in stalled["status"]["conditions"] if c["type"] == "Stalled")
+    assert condition["reason"] in ("ErrImagePull", "ImagePullBackOff"), condition
+    assert "service web: Pod web-" in condition["message"] and "check the image name" in condition["message"]
 
 
 def test_a_crashing_container_and_a_failing_probe_keep_the_preview_not_ready(

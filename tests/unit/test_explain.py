@@ -122,3 +122,9 @@ def test_targets() -> None:
     assert parse_target("previewenvironments.plinth.dev/shop") == ("PreviewEnvironment", "shop")
     with pytest.raises(ValueError, match="KIND/NAME"):
         parse_target("deployment/web")
+
+
+def test_every_blocker_reason_is_documented_with_its_hint() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text()
+    for reason, (stalled, hint) in blockers.REASONS.items():
+        assert f"| `{reason}` | {'Stalled' if stalled else 'Reconciling'} | {hint} |" in text, reason
