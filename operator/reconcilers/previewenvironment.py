@@ -41,6 +41,7 @@ from plinth.operator.reconcilers import (
 )
 from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time, rollout
 from plinth.operator.reconcilers.namespacequota import owner_of, select_namespaces
+from plinth.operator.settings import FINALIZER
 
 # Opt-in of a Secret in another namespace: a comma-separated list of namespaces allowed to copy it.
 SECRET_OPT_IN_ANNOTATION = "plinth.dev/preview-namespaces"
@@ -119,6 +120,10 @@ def _reconcile(
     sources = _resolve_secret_sources(secrets, obj, spec)  # raises before any write when a source is refused
     _check_routing(kube, spec)
 
+    if FINALIZER not in (meta.get("finalizers") or []):
+        # Nothing is created before the finalizer that cleans it up is in place: a preview deleted in between (the
+        # operator killed before its finalizer landed) would otherwise leave its namespace behind for good.
+        raise Waiting("FinalizerPending", "waiting for the cleanup finalizer before creating the namespace", 1, status)
     target = status["namespace"]
     current_ns = kube.get("v1", "Namespace", target)
     if current_ns is not None:
