@@ -194,6 +194,20 @@ def apply_template(cluster: devcluster.LocalCluster, path: Path, **values: str) 
     )
 
 
+def rolled_out(cluster: devcluster.LocalCluster, namespace: str, deployment: str, timeout: float) -> None:
+    """Wait until the Deployment's rollout is complete (its Pods run and are Ready)."""
+    kubectl(
+        cluster,
+        "-n",
+        namespace,
+        "rollout",
+        "status",
+        f"deployment/{deployment}",
+        f"--timeout={timeout:.0f}s",
+        timeout=timeout + 10,
+    )
+
+
 def install_addons(cluster: devcluster.LocalCluster, parts: NodeParts, timeout: float = 180) -> None:
     """Apply the Gateway API CRDs and the add-ons, and wait until DNS and the ingress serve (idempotent)."""
     crds = gateway_api_crds()
@@ -203,16 +217,7 @@ def install_addons(cluster: devcluster.LocalCluster, parts: NodeParts, timeout: 
     for name, image in parts.addon_images.items():
         apply_template(cluster, ADDONS / f"{name}.yaml", image=image)
     for namespace, deployment in (("kube-system", "coredns"), ("plinth-ingress", "traefik")):
-        kubectl(
-            cluster,
-            "-n",
-            namespace,
-            "rollout",
-            "status",
-            f"deployment/{deployment}",
-            f"--timeout={timeout:.0f}s",
-            timeout=timeout + 10,
-        )
+        rolled_out(cluster, namespace, deployment, timeout)
     kubectl(
         cluster,
         "-n",
@@ -293,26 +298,15 @@ def model_store(
     apply_template(
         cluster, NODES / "model-store.yaml", image=image.name, namespace=namespace, **_store_keys(cluster, namespace)
     )
-    kubectl(
-        cluster,
-        "-n",
-        namespace,
-        "rollout",
-        "status",
-        f"deployment/{MODEL_STORE}",
-        f"--timeout={timeout:.0f}s",
-        timeout=timeout + 10,
-    )
+    rolled_out(cluster, namespace, MODEL_STORE, timeout)
     return MODEL_STORE
 
 
 def _store_keys(cluster: devcluster.LocalCluster, namespace: str) -> dict[str, str]:
     """The model store's keys: those of its Secret if it exists (running Pods and readers keep working), else new."""
-    found = subprocess.run(
-        [
-            kubectl_binary(),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
+    try:
+        found = kubectl(
+            cluster,
             "-n",
             namespace,
             "get",
@@ -320,13 +314,11 @@ def _store_keys(cluster: devcluster.LocalCluster, namespace: str) -> dict[str, s
             MODEL_STORE,
             "-o",
             "jsonpath={.data.AWS_ACCESS_KEY_ID} {.data.AWS_SECRET_ACCESS_KEY}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    if found.returncode == 0 and len(parts := found.stdout.split()) == 2:
-        access, secret = (base64.b64decode(part).decode() for part in parts)
+            timeout=60,
+        ).split()
+    except devcluster.ClusterError:  # no Secret yet
+        found = []
+    if len(found) == 2:
+        access, secret = (base64.b64decode(part).decode() for part in found)
         return {"access_key": access, "secret_key": secret}
     return {"access_key": f"plinth-{secrets.token_hex(4)}", "secret_key": secrets.token_urlsafe(24)}
