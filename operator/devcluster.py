@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ CACHE_ENV = "PLINTH_CACHE_DIR"
 SOURCE_ENV = "PLINTH_LOCALKUBE_SRC"
 BINARY_ENV = "PLINTH_LOCALKUBE_BIN"
 BOOT_TIMEOUT = 180.0
+OVERLAY_DIR = "_overlay"
 STOP_TIMEOUT = 30.0
 
 
@@ -111,8 +112,9 @@ def ensure_go_binary(
             print(f"building {what or name} into {target} — the first build takes a while", file=sys.stderr)
         started = time.monotonic()
         tmp = target.with_suffix(".tmp")
+        overlay = _overlay(src, env, target.parent / "patched")
         result = subprocess.run(
-            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), package],
+            ["go", "build", "-trimpath", "-ldflags", ldflags, *overlay, "-o", str(tmp), package],
             cwd=src,
             env=env,
             capture_output=True,
@@ -125,6 +127,44 @@ def ensure_go_binary(
         if log:
             print(f"built in {time.monotonic() - started:.0f}s", file=sys.stderr)
     return target
+
+
+def _overlay(src: Path, env: Mapping[str, str], work: Path) -> list[str]:
+    """Build arguments that patch dependencies with the files under ``<src>/_overlay/<module path>/`` (a folder the
+    go command ignores, as every ``_`` folder), for the rare fix a pinned release needs on this machine; each such
+    file says why. The patched module is a copy in *work*, swapped in by a ``replace`` in a copy of go.mod
+    (``-modfile``): the module cache stays pristine. No folder, no arguments."""
+    root = src / OVERLAY_DIR
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    if not files:
+        return []
+
+    def go(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["go", *args], cwd=src, env=dict(env), capture_output=True, text=True, check=False)
+
+    listed = go("list", "-m", "all")
+    modules = {line.split(" ", 1)[0] for line in listed.stdout.splitlines()}
+    patched: dict[str, Path] = {}
+    for file in files:
+        relative = file.relative_to(root).as_posix()
+        owner = max((m for m in modules if relative.startswith(m + "/")), key=len, default=None)
+        if owner is None:
+            raise ClusterError(f"{file}: no module of {src / 'go.mod'} holds {relative} {listed.stderr.strip()}")
+        if owner not in patched:
+            downloaded = go("mod", "download", "-json", owner)
+            pristine = json.loads(downloaded.stdout or "{}").get("Dir")
+            if not pristine:
+                raise ClusterError(f"go mod download {owner} failed in {src}: {downloaded.stderr.strip()[-2000:]}")
+            copy = work / owner
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(pristine, copy, copy_function=shutil.copyfile)
+            patched[owner] = copy
+        shutil.copyfile(file, patched[owner] / relative.removeprefix(owner + "/"))
+    modfile = work / "go.mod"
+    replaces = "".join(f"replace {module} => {copy}\n" for module, copy in patched.items())
+    modfile.write_text((src / "go.mod").read_text() + "\n" + replaces)
+    shutil.copyfile(src / "go.sum", work / "go.sum")
+    return [f"-modfile={modfile}"]
 
 
 @contextlib.contextmanager

@@ -2,9 +2,10 @@
 
 ``localkube up --real-node`` (see ``hack/localkube/node.go``) runs a kubelet, kube-proxy and containerd 2 with
 runc and Debian's CNI plugins in namespaces of their own. This module builds what the node needs from the Go
-module proxy (containerd, CoreDNS, Traefik: ``hack/nodes/<component>``, cached like the control plane), packs the
-images the node runs (``devimages``), starts the cluster and installs the node's add-ons
-(``hack/nodes/addons``): cluster DNS, the Gateway API CRDs and Traefik serving Ingresses and HTTPRoutes.
+module proxy (containerd, CoreDNS, Traefik, kube-network-policies: ``hack/nodes/<component>``, cached like the
+control plane), packs the images the node runs (``devimages``), starts the cluster and installs the node's add-ons
+(``hack/nodes/addons``): cluster DNS, the NetworkPolicy enforcer, the Gateway API CRDs and Traefik serving
+Ingresses and HTTPRoutes.
 
 The host reaches the node only through ports on 127.0.0.1: the ingress (``LocalCluster.ingress``) is published
 there, so a preview's URL is ``curl -H 'Host: <preview host>' <ingress>/``.
@@ -112,9 +113,18 @@ def ensure_parts(log: bool = True, *, check: bool = True) -> NodeParts:
         what=f"Traefik {traefik_version}",
         log=log,
     )
+    policies_version = _required(NODES / "kube-network-policies", "sigs.k8s.io/kube-network-policies")
+    policies = devcluster.ensure_go_binary(
+        NODES / "kube-network-policies",
+        "kube-network-policies",
+        package="sigs.k8s.io/kube-network-policies/cmd",
+        what=f"kube-network-policies {policies_version}",
+        log=log,
+    )
     images = {
         "coredns": f"{devimages.LOCAL_REGISTRY}/coredns:{coredns_version.lstrip('v')}",
         "traefik": f"{devimages.LOCAL_REGISTRY}/traefik:{traefik_version.lstrip('v')}",
+        "network-policies": f"{devimages.LOCAL_REGISTRY}/kube-network-policies:{policies_version.lstrip('v')}",
     }
     return NodeParts(
         containerd=_component("containerd", "containerd", f"{containerd}/cmd/containerd", log),
@@ -127,6 +137,7 @@ def ensure_parts(log: bool = True, *, check: bool = True) -> NodeParts:
             devimages.serving_image(),
             devimages.binary_image(images["coredns"], coredns),
             devimages.binary_image(images["traefik"], traefik),
+            devimages.binary_image(images["network-policies"], policies),
         ),
         addon_images=images,
     )
@@ -194,15 +205,16 @@ def apply_template(cluster: devcluster.LocalCluster, path: Path, **values: str) 
     )
 
 
-def rolled_out(cluster: devcluster.LocalCluster, namespace: str, deployment: str, timeout: float) -> None:
-    """Wait until the Deployment's rollout is complete (its Pods run and are Ready)."""
+def rolled_out(cluster: devcluster.LocalCluster, namespace: str, workload: str, timeout: float) -> None:
+    """Wait until the workload's rollout is complete (its Pods run and are Ready); *workload* is a Deployment's
+    name or ``kind/name``."""
     kubectl(
         cluster,
         "-n",
         namespace,
         "rollout",
         "status",
-        f"deployment/{deployment}",
+        workload if "/" in workload else f"deployment/{workload}",
         f"--timeout={timeout:.0f}s",
         timeout=timeout + 10,
     )
@@ -216,8 +228,12 @@ def install_addons(cluster: devcluster.LocalCluster, parts: NodeParts, timeout: 
     kubectl(cluster, "wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *(f"crd/{n}" for n in names))
     for name, image in parts.addon_images.items():
         apply_template(cluster, ADDONS / f"{name}.yaml", image=image)
-    for namespace, deployment in (("kube-system", "coredns"), ("plinth-ingress", "traefik")):
-        rolled_out(cluster, namespace, deployment, timeout)
+    for namespace, workload in (
+        ("kube-system", "coredns"),
+        ("kube-system", "daemonset/kube-network-policies"),
+        ("plinth-ingress", "traefik"),
+    ):
+        rolled_out(cluster, namespace, workload, timeout)
     kubectl(
         cluster,
         "-n",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from plinth.operator import devimages, devmodels, devnode
+from plinth.operator import devmodels, devnode
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import Operator, wait_for
@@ -160,44 +160,11 @@ def _infer(cluster: NodeCluster, model: str, token: str | None = None) -> tuple[
 
 def _in_cluster_curl(cluster: NodeCluster, namespace: str, url: str, body: str, token: str) -> dict[str, Any]:
     """POST *body* to *url* from a Pod in the cluster (cluster DNS, kube-proxy, the Service), and its answer."""
-    pod = f"curl-{uuid.uuid4().hex[:6]}"
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": pod, "namespace": namespace},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": "curl",
-                    "image": devimages.CURL,
-                    "imagePullPolicy": "Never",
-                    "args": [
-                        "-sS",
-                        "--fail-with-body",
-                        "-H",
-                        f"Authorization: Bearer {token}",
-                        "-H",
-                        "Content-Type: application/json",
-                        "-d",
-                        body,
-                        url,
-                    ],
-                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                }
-            ],
-        },
-    }
-    _apply(cluster, manifest)
-    wait_for(
-        lambda: cluster.get("-n", namespace, "pod", pod).get("status", {}).get("phase") in ("Succeeded", "Failed"),
-        timeout=120,
-        what=f"pod {pod} to finish",
+    auth = f"Authorization: Bearer {token}"
+    ok, output = cluster.curl(
+        namespace, "--fail-with-body", "-H", auth, "-H", "Content-Type: application/json", "-d", body, url
     )
-    output = cluster.kubectl("-n", namespace, "logs", pod).stdout
-    assert cluster.get("-n", namespace, "pod", pod)["status"]["phase"] == "Succeeded", output
+    assert ok, output
     answer: dict[str, Any] = json.loads(output)
     return answer
 
@@ -233,7 +200,6 @@ def test_a_model_answers_through_the_ingress_and_its_service(
     assert metadata["platform"] == "sklearn_joblib" and metadata["versions"] == ["1.0.0"]
 
     # the same model through its Service, from a Pod inside the cluster
-    devnode.load_image(node_cluster.local, devimages.curl_image())
     url = f"http://iris.{models.namespace}.svc.cluster.local:8080/v2/models/{model}/infer"
     inside = _in_cluster_curl(
         node_cluster,
