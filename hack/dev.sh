@@ -24,9 +24,11 @@ fi
 
 $kubectl create namespace plinth-samples --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
 $kubectl label namespace plinth-samples plinth.dev/team=shop --overwrite >/dev/null
-# What the samples refer to: the model store and its credentials (Secret model-store), a database Secret for the
-# preview to copy, and the bearer tokens of the canary sample (one generated token, key `sample`).
-"$bin/plinth" cluster model-store --name "$name" --dir "$dir" --namespace plinth-samples >/dev/null
+# What the samples refer to: the model store (in a namespace of its own, which the samples' DefaultDeny policy does
+# not isolate) and its credentials (Secret model-store), a database Secret for the preview to copy, and the bearer
+# tokens of the canary sample (one generated token, key `sample`).
+"$bin/plinth" cluster model-store --name "$name" --dir "$dir" --namespace plinth-model-store \
+  --reader plinth-samples >/dev/null
 $kubectl -n plinth-samples create secret generic shop-db --from-literal=url=postgres://shop@db/shop \
   --dry-run=client -o yaml | $kubectl apply -f - >/dev/null
 if ! $kubectl -n plinth-samples get secret iris-tokens >/dev/null 2>&1; then

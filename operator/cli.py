@@ -171,7 +171,14 @@ def cluster_env(name: str, directory: Path | None) -> None:
 @_name
 @_dir
 @click.option("--namespace", "-n", required=True, help="Namespace to run the store in (created if missing).")
-def cluster_model_store(name: str, directory: Path | None, namespace: str) -> None:
+@click.option(
+    "--reader",
+    "readers",
+    multiple=True,
+    metavar="NAMESPACE",
+    help="Also write the store's Secret into this namespace (created if missing) for its readers; repeatable.",
+)
+def cluster_model_store(name: str, directory: Path | None, namespace: str, readers: tuple[str, ...]) -> None:
     """Run an S3 model store with the sample models (iris 1.0.0 and 1.1.0) in NAMESPACE of a real-node cluster, and
     print the name of the Secret that spec.storage.secretRef names to read them."""
     from plinth.operator import devmodels  # trains the models: scikit-learn is imported only here
@@ -180,9 +187,10 @@ def cluster_model_store(name: str, directory: Path | None, namespace: str) -> No
     if running is None or not running.real:
         raise click.ClickException(f"no real-node cluster {name!r}: start one with `plinth cluster up --nodes real`")
     try:
-        manifest = devnode.kubectl(running, "create", "namespace", namespace, "--dry-run=client", "-o", "yaml")
-        devnode.kubectl(running, "apply", "-f", "-", input=manifest)
-        secret = devnode.model_store(running, namespace, devmodels.samples())
+        for each in (namespace, *readers):
+            manifest = devnode.kubectl(running, "create", "namespace", each, "--dry-run=client", "-o", "yaml")
+            devnode.kubectl(running, "apply", "-f", "-", input=manifest)
+        secret = devnode.model_store(running, namespace, devmodels.samples(), readers=readers)
     except devcluster.ClusterError as err:
         raise click.ClickException(str(err)) from err
     click.echo(

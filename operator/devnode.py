@@ -22,7 +22,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,6 +193,11 @@ def apply_template(cluster: devcluster.LocalCluster, path: Path, **values: str) 
     manifest = path.read_text()
     for key, value in values.items():
         manifest = manifest.replace("{{" + key + "}}", value)
+    apply(cluster, manifest)
+
+
+def apply(cluster: devcluster.LocalCluster, manifest: str) -> None:
+    """Server-side apply *manifest* (YAML or JSON) as the local control plane's field manager, taking over fields."""
     kubectl(
         cluster,
         "apply",
@@ -295,12 +300,18 @@ def versitygw() -> Path:
 
 
 def model_store(
-    cluster: devcluster.LocalCluster, namespace: str, objects: Mapping[str, bytes], timeout: float = 180
+    cluster: devcluster.LocalCluster,
+    namespace: str,
+    objects: Mapping[str, bytes],
+    *,
+    readers: Sequence[str] = (),
+    timeout: float = 180,
 ) -> str:
     """Run an S3 model store in *namespace* serving *objects* (``bucket/key`` -> content) from its image, and return
-    the name of the Secret a ModelDeployment's ``spec.storage.secretRef`` names to read them. Its keys are generated
-    once per namespace (never a fixed credential) and kept when the store is updated; the store answers at
-    ``http://model-store.<namespace>.svc.cluster.local``."""
+    the name of the Secret a ModelDeployment's ``spec.storage.secretRef`` names to read them, written into *namespace*
+    and each of *readers* (a store in a namespace of its own stays reachable when the readers' namespaces are
+    isolated by a NetworkPolicy). Its keys are generated once per store (never a fixed credential) and kept when the
+    store is updated; the store answers at ``http://model-store.<namespace>.svc.cluster.local``."""
     binary = versitygw()
     files = [devimages.File("/versitygw", binary.read_bytes(), 0o755)]
     files += [devimages.File(f"/data/{key}", content) for key, content in sorted(objects.items())]
@@ -311,9 +322,20 @@ def model_store(
         name=f"{devimages.LOCAL_REGISTRY}/model-store:{digest.hexdigest()[:12]}", files=files, entrypoint=["/versitygw"]
     )
     load_image(cluster, devimages.cached(image))
-    apply_template(
-        cluster, NODES / "model-store.yaml", image=image.name, namespace=namespace, **_store_keys(cluster, namespace)
-    )
+    keys = _store_keys(cluster, namespace)
+    apply_template(cluster, NODES / "model-store.yaml", image=image.name, namespace=namespace, **keys)
+    for reader in readers:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": MODEL_STORE, "namespace": reader, "labels": {"app.kubernetes.io/name": MODEL_STORE}},
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": keys["access_key"],
+                "AWS_SECRET_ACCESS_KEY": keys["secret_key"],
+                "AWS_ENDPOINT_URL": f"http://{MODEL_STORE}.{namespace}.svc.cluster.local",
+            },
+        }
+        apply(cluster, json.dumps(secret))
     rolled_out(cluster, namespace, MODEL_STORE, timeout)
     return MODEL_STORE
 

@@ -34,7 +34,8 @@ def dev_script(node_cluster: NodeCluster, node_operator: Operator) -> Iterator[N
         node_cluster.kubectl(
             "delete", "-n", "plinth-samples", "-f", samples, "--wait=true", "--timeout=180s", timeout=200, check=False
         )
-        node_cluster.kubectl("delete", "namespace", "plinth-samples", "--wait=false", check=False)
+        for namespace in ("plinth-samples", "plinth-model-store"):
+            node_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         pid_file = directory / "operator.pid"
         if pid_file.exists():
             pid = int(pid_file.read_text())
