@@ -31,6 +31,14 @@ REASONS: dict[str, tuple[bool, str]] = {
     "PodInitializing": (False, "init containers are running"),
     "NotReady": (False, "the readiness probe has not passed yet: check the probe's path and port"),
     "Pending": (False, "waiting for the scheduler"),
+    "GatewayAPINotInstalled": (True, "install the Gateway API CRDs and an implementation, or remove the route"),
+    "GatewayNotFound": (True, "create the Gateway, or point the route at one that exists"),
+    "NotAllowedByListeners": (True, "the Gateway's listeners do not admit routes from this namespace: allowedRoutes"),
+    "NoMatchingListenerHostname": (True, "no listener of the Gateway serves these host names: change either"),
+    "NoMatchingParent": (True, "the Gateway has no listener the route's parentRef names"),
+    "RefNotPermitted": (True, "a backend in another namespace needs a ReferenceGrant"),
+    "BackendNotFound": (False, "a backend Service of the route does not exist yet"),
+    "RoutePending": (False, "the Gateway's controller has not accepted the route yet"),
 }
 
 
@@ -125,6 +133,31 @@ def deployment(obj: Manifest) -> Blocker | None:
             progressing.get("lastTransitionTime"),
         )
     return None
+
+
+def http_route(obj: Manifest, parent: Mapping[str, str]) -> Blocker | None:
+    """The HTTPRoute's blocker at *parent* (a parentRef: name and namespace of a Gateway): the controller's own
+    refusal (Accepted or ResolvedRefs False), or RoutePending while no controller has answered for that parent; None
+    when it is accepted with every backend resolved."""
+    meta = obj["metadata"]
+    name, namespace = meta["name"], meta.get("namespace")
+    want = (parent.get("kind", "Gateway"), parent["name"], parent.get("namespace", namespace))
+    for found in (obj.get("status") or {}).get("parents") or []:
+        ref = found.get("parentRef") or {}
+        if (ref.get("kind", "Gateway"), ref.get("name"), ref.get("namespace", namespace)) != want:
+            continue
+        conditions = found.get("conditions") or []
+        for kind in ("Accepted", "ResolvedRefs"):
+            condition = next((c for c in conditions if c.get("type") == kind), None)
+            if condition is not None and condition.get("status") == "False":
+                reason = condition.get("reason") or kind
+                message = condition.get("message") or f"{kind} is False"
+                return Blocker("HTTPRoute", name, reason, message, condition.get("lastTransitionTime"))
+        if any(c.get("type") == "Accepted" and c.get("status") == "True" for c in conditions):
+            return None
+    kind, parent_name, parent_namespace = want
+    message = f"no controller has accepted it for {kind} {parent_namespace}/{parent_name}"
+    return Blocker("HTTPRoute", name, "RoutePending", message)
 
 
 def first(blockers: Iterable[Blocker | None]) -> Blocker | None:

@@ -297,25 +297,34 @@ def track_service(owner: Manifest, spec: ModelDeploymentSpec, track: str) -> Man
     }
 
 
-def http_route(owner: Manifest, spec: ModelDeploymentSpec, canary_percent: int) -> Manifest:
-    """Gateway API HTTPRoute attached to the model's Service (GAMMA, east-west): requests to ``<name>`` are split by
-    weight between the stable and canary track Services."""
+def http_route(owner: Manifest, spec: ModelDeploymentSpec, canary_percent: int | None) -> Manifest:
+    """The model's Gateway API HTTPRoute: attached to spec.route's Gateway (north-south) and, while a canary runs, to
+    the model's Service (GAMMA, east-west, for a mesh that implements it). With a canary (*canary_percent* set) the
+    requests are split by weight between the stable and canary track Services; without, all go to the Service."""
     name, port = owner["metadata"]["name"], spec.runtime.port
+    parents: list[dict[str, Any]] = []
+    if spec.route is not None:
+        parents.append({"name": spec.route.gateway.name, "namespace": spec.route.gateway.namespace})
+    if canary_percent is not None:
+        parents.append({"group": "", "kind": "Service", "name": name, "port": port})
+    if canary_percent is None:
+        backends = [{"name": name, "port": port}]
+    else:
+        backends = [
+            {"name": f"{name}-stable", "port": port, "weight": 100 - canary_percent},
+            {"name": f"{name}-canary", "port": port, "weight": canary_percent},
+        ]
+    rule: dict[str, Any] = {"backendRefs": backends}
+    if spec.route is not None and spec.route.path_prefix != "/":
+        rule["matches"] = [{"path": {"type": "PathPrefix", "value": spec.route.path_prefix}}]
+    body: dict[str, Any] = {"parentRefs": parents, "rules": [rule]}
+    if spec.route is not None and spec.route.hostnames:
+        body["hostnames"] = list(spec.route.hostnames)
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": child_metadata(owner, name, owner["metadata"]["namespace"], OWNER_LABEL),
-        "spec": {
-            "parentRefs": [{"group": "", "kind": "Service", "name": name, "port": port}],
-            "rules": [
-                {
-                    "backendRefs": [
-                        {"name": f"{name}-stable", "port": port, "weight": 100 - canary_percent},
-                        {"name": f"{name}-canary", "port": port, "weight": canary_percent},
-                    ]
-                }
-            ],
-        },
+        "spec": body,
     }
 
 

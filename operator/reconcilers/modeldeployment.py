@@ -36,9 +36,11 @@ from plinth.operator.settings import SERVING_IMAGE
 OWN_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))
 HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
 SERVICE_MONITOR = ("monitoring.coreos.com/v1", "ServiceMonitor")
 PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
 CRASH_RESTARTS = 3
+ROUTE_RECHECK_SECONDS = 10.0
 HISTORY_LIMIT = 20
 
 
@@ -214,7 +216,11 @@ def _reconcile(
     optional = list(OPTIONAL_KINDS)
     monitored_kinds = {c["kind"] for c in monitoring}
     optional += [api for api in (SERVICE_MONITOR, PROMETHEUS_RULE) if api[1] in monitored_kinds or kube.has_api(*api)]
-    live, applied, recorded = _apply_stable(kube, obj, children, optional, owner_selector)
+    routes = kube.has_api(*HTTP_ROUTE)
+    if routes:
+        optional.append(HTTP_ROUTE)
+    routed_kinds = {HTTP_ROUTE[1]} if routes and (spec.route is not None or spec.canary is not None) else set()
+    live, applied, recorded = _apply_stable(kube, obj, children, optional, owner_selector, applied_later=routed_kinds)
     pods = owned_pods(kube, live, namespace, owner_selector)
     stable_pods = [p for p in pods if p["metadata"]["labels"].get(model.TRACK_LABEL) == "stable"]
     deployment = applied["Deployment"]
@@ -259,7 +265,8 @@ def _reconcile(
         ][:HISTORY_LIMIT]
     running_canary = canary_state is not None and canary_state["phase"] in ("Progressing", "Healthy")
     stable_ready = dep_status.get("readyReplicas") or 0
-    routed = _route_traffic(kube, obj, spec, running=running_canary, canary_ready=canary_ready, live=live)
+    routing = _route_traffic(kube, obj, spec, running=running_canary, canary_ready=canary_ready, live=live)
+    routed = routing.split
     if canary_state is not None:
         if routed:
             canary_state["trafficPercent"] = spec.canary.traffic_percent if spec.canary and canary_ready else 0
@@ -291,7 +298,10 @@ def _reconcile(
             blocker=None
             if done
             else blockers.first([blockers.deployment(deployment), *map(blockers.pod, stable_pods)]),
+            route=routing.blocker,
         ),
+        # No watch on HTTPRoutes: look again until the Gateway's controller has answered.
+        requeue_after=ROUTE_RECHECK_SECONDS if routing.blocker is not None else None,
     )
 
 
@@ -301,15 +311,18 @@ def _apply_stable(
     children: list[Manifest],
     optional: list[tuple[str, str]],
     owner_selector: str,
+    *,
+    applied_later: set[str],
 ) -> tuple[dict[ChildKey, Manifest], dict[str, Manifest], set[str]]:
     """Prune the optional children no longer wanted, then apply the stable track's children. Reads the own kinds,
-    then only the optional kinds wanted now or recorded on the stable Deployment (``recording``). Pruning first lets
-    the record name just the kinds wanted: should the apply fail, the old record still leads the next reconcile to
-    what is left. Returns the children as read, those applied by kind, and the optional kinds recorded."""
+    then only the optional kinds wanted now (among *children*, or *applied_later* by the caller) or recorded on the
+    stable Deployment (``recording``). Pruning first lets the record name just the kinds wanted: should the apply
+    fail, the old record still leads the next reconcile to what is left. Returns the children as read, those applied
+    by kind, and the optional kinds recorded."""
     namespace = obj["metadata"]["namespace"]
     live = owned_children(kube, list(OWN_KINDS), namespace, owner_selector)
     optional_names = {kind for _, kind in optional}
-    wanted = {c["kind"] for c in children} & optional_names
+    wanted = ({c["kind"] for c in children} | applied_later) & optional_names
     stable = live.get(("Deployment", obj["metadata"]["name"]))
     live |= owned_children(kube, listed_kinds(optional, wanted, stable), namespace, owner_selector)
     for (kind, child_name), child in live.items():
@@ -342,6 +355,15 @@ def _monitoring(
     return children, Observation("Monitored", True, reason, how)
 
 
+@dataclass(frozen=True)
+class Routing:
+    """What the model's HTTPRoute does: whether a Gateway API implementation splits the canary's traffic by its
+    weights, and what keeps spec.route from serving (None when it serves, or is unset)."""
+
+    split: bool
+    blocker: Blocker | None = None
+
+
 def _route_traffic(
     kube: KubernetesObjects,
     obj: Manifest,
@@ -350,26 +372,47 @@ def _route_traffic(
     running: bool,
     canary_ready: int,
     live: dict[ChildKey, Manifest],
-) -> bool:
-    """With Gateway API installed, a running canary gets exactly spec.canary.trafficPercent through an HTTPRoute
-    (weight 0 until a canary pod is Ready, so no request meets an empty backend); without a running canary the
-    route and track Services go. Returns whether traffic is split by HTTPRoute."""
+) -> Routing:
+    """The HTTPRoute, where the cluster serves Gateway API: for spec.route, always (all requests to the Service, or
+    split while a canary runs); without spec.route, only while a canary runs (attached to the Service, for a mesh).
+    A canary's weight is 0 until one of its pods is Ready, so no request meets an empty backend. Traffic counts as
+    split by the route only once an implementation has accepted it: a route nobody serves splits nothing."""
+    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    canary_split = running and spec.canary is not None
+    if not kube.has_api(*HTTP_ROUTE):
+        if spec.route is None:
+            return Routing(False)
+        message = "spec.route needs the Gateway API CRDs (HTTPRoute), which this cluster does not serve"
+        return Routing(False, Blocker("HTTPRoute", name, "GatewayAPINotInstalled", message))
     had_canary = bool((obj.get("status") or {}).get("canary"))
-    if not (running or had_canary) or not kube.has_api(*HTTP_ROUTE):
-        return False
-    namespace = obj["metadata"]["namespace"]
-    if running and spec.canary is not None:
+    if canary_split and spec.canary is not None:
         for track in ("stable", "canary"):
             service = model.track_service(obj, spec, track)
             kube.apply(service, live=live.get(child_key(service)))
-        kube.apply(model.http_route(obj, spec, spec.canary.traffic_percent if canary_ready else 0))
-        return True
-    owner = f"{model.OWNER_LABEL}={obj['metadata']['name']}"
-    for route in kube.list(*HTTP_ROUTE, namespace=namespace, label_selector=owner):
-        kube.delete(*HTTP_ROUTE, route["metadata"]["name"], namespace=namespace)
-    for track in ("stable", "canary"):
-        kube.delete("v1", "Service", f"{obj['metadata']['name']}-{track}", namespace=namespace)
-    return False
+    elif had_canary:
+        for track in ("stable", "canary"):
+            kube.delete("v1", "Service", f"{name}-{track}", namespace=namespace)
+    if not canary_split and spec.route is None:
+        for kind, child in list(live):
+            if kind == HTTP_ROUTE[1]:
+                kube.delete(*HTTP_ROUTE, child, namespace=namespace)
+        return Routing(False)
+    percent = (spec.canary.traffic_percent if canary_ready else 0) if canary_split and spec.canary else None
+    desired = model.http_route(obj, spec, percent)
+    route = kube.apply(desired, live=live.get(child_key(desired)))
+    blocker: Blocker | None = None
+    if spec.route is not None:
+        gateway = spec.route.gateway
+        if kube.get(*GATEWAY, gateway.name, namespace=gateway.namespace) is None:
+            blocker = Blocker(
+                "HTTPRoute", name, "GatewayNotFound", f"Gateway {gateway.namespace}/{gateway.name} does not exist"
+            )
+        else:
+            blocker = blockers.http_route(route, {"name": gateway.name, "namespace": gateway.namespace})
+        split = blocker is None
+    else:
+        split = blockers.http_route(route, {"kind": "Service", "name": name, "namespace": namespace}) is None
+    return Routing(canary_split and split, blocker)
 
 
 def _reconcile_canary(
@@ -435,6 +478,7 @@ def _observe(
     stable_pods: list[Manifest],
     canary: dict[str, Any] | None,
     blocker: Blocker | None,
+    route: Blocker | None = None,
 ) -> list[Observation]:
     crashing = crash_looping(stable_pods)
     observations: list[Observation] = []
@@ -485,6 +529,10 @@ def _observe(
         observations.append(
             Observation(RECONCILING, True, "RolloutInProgress", f"version {stable.version}: {progress}{waiting}"[:1024])
         )
+    elif route is not None and route.stalled:
+        observations.append(Observation(STALLED, True, route.reason, f"{route.describe()}: {route.hint}"[:1024]))
+    elif route is not None:
+        observations.append(Observation(RECONCILING, True, route.reason, route.describe()[:1024]))
     elif phase == "Progressing" and canary is not None:
         observations.append(
             Observation(

@@ -55,6 +55,7 @@ PRUNED_KINDS = (
     (API_VERSION, "ModelDeployment"),
 )
 HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
 
 
 def lifecycle(previous: dict[str, Any], generation: int, spec: PreviewEnvironmentSpec, now: datetime) -> dict[str, Any]:
@@ -253,6 +254,9 @@ def _check_routing(kube: KubernetesObjects, spec: PreviewEnvironmentSpec) -> Non
                 "GatewayAPINotInstalled",
                 "spec.ingress.gateway needs the Gateway API CRDs (HTTPRoute), which this cluster does not serve",
             )
+        gateway = ingress.gateway
+        if kube.get(GATEWAY[0], GATEWAY[1], gateway.name, namespace=gateway.namespace) is None:
+            raise Stalled("GatewayNotFound", f"Gateway {gateway.namespace}/{gateway.name} does not exist")
         return
     if ingress.class_name and kube.get("networking.k8s.io/v1", "IngressClass", ingress.class_name) is None:
         raise Stalled("IngressClassNotFound", f"IngressClass {ingress.class_name} does not exist")

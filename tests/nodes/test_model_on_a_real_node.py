@@ -334,6 +334,41 @@ def gated_operator(
             node_operator.start()
 
 
+def test_a_gateways_route_weights_split_a_canary(
+    node_cluster: NodeCluster, node_operator: Operator, models: Models
+) -> None:
+    """spec.route on the node's Gateway: Traefik accepts the HTTPRoute and splits by its weights, 30% to one canary
+    Pod beside one stable Pod, where the Service's endpoints alone would give it half."""
+    model = f"iris-{uuid.uuid4().hex[:6]}"
+    gateway = {"name": "public", "namespace": "plinth-ingress"}
+    route = {"gateway": gateway, "pathPrefix": f"/v2/models/{model}"}
+    body = _model_deployment(models, "weighted", model, replicas=1, route=route)
+    _apply(node_cluster, body)
+    _ready(node_cluster, models.namespace, "weighted")
+    body["spec"]["canary"] = {"version": "1.1.0", "uri": models.uri("1.1.0"), "trafficPercent": 30}
+    _apply(node_cluster, body)
+
+    def split() -> dict[str, Any] | None:
+        canary = (_get(node_cluster, models.namespace, "weighted").get("status") or {}).get("canary") or {}
+        routed = canary.get("phase") == "Healthy" and canary.get("splitBy") == "HTTPRoute"
+        return canary if routed and canary.get("trafficPercent") == 30 else None
+
+    canary = wait_for(split, timeout=240, what="the canary split by the accepted HTTPRoute")
+    assert canary["readyReplicas"] == 1
+    parents = node_cluster.get("-n", models.namespace, "httproute", "weighted")["status"]["parents"]
+    assert any(p["parentRef"]["name"] == "public" and p["controllerName"].startswith("traefik.io") for p in parents)
+
+    def both_answer() -> bool:
+        seen = {_infer(node_cluster, model)[1].get("X-Model-Version") for _ in range(20)}
+        return seen == {"1.0.0", "1.1.0"}
+
+    wait_for(both_answer, timeout=60, what="Traefik to route to both tracks")
+    versions = Counter(_infer(node_cluster, model)[1]["X-Model-Version"] for _ in range(600))
+    # 30% of 600 by weight, within 4 standard deviations of a binomial (the replica ratio would be 50%)
+    tolerance = 4 * math.sqrt(600 * 0.3 * 0.7)
+    assert abs(versions["1.1.0"] - 180) <= tolerance, versions
+
+
 def test_a_canary_that_answers_errors_is_rolled_back_by_the_default_metric_gate(
     node_cluster: NodeCluster, gated_operator: tuple[PodTargets, str], models: Models
 ) -> None:

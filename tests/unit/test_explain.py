@@ -124,6 +124,37 @@ def test_targets() -> None:
         parse_target("deployment/web")
 
 
+def test_a_routes_blocker_is_its_controllers_word_for_that_parent() -> None:
+    gateway = {"name": "public", "namespace": "gw"}
+
+    def route(*parents: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"name": "iris", "namespace": "ml"}, "status": {"parents": list(parents)}}
+
+    def parent(ref: dict[str, str], **conditions: str) -> dict[str, Any]:
+        found = [{"type": t, "status": s, "reason": f"{t}{s}", "message": f"{t} is {s}"} for t, s in conditions.items()]
+        return {"parentRef": ref, "controllerName": "example.com/gw", "conditions": found}
+
+    pending = blockers.http_route(route(), gateway)
+    assert pending is not None and (pending.reason, pending.stalled) == ("RoutePending", False)
+    assert "Gateway gw/public" in pending.message
+    other = parent({"kind": "Gateway", "name": "other", "namespace": "gw"}, Accepted="True")
+    assert blockers.http_route(route(other), gateway) is not None, "another Gateway's answer says nothing of this one"
+    refused = blockers.http_route(route(parent(gateway, Accepted="False")), gateway)
+    assert refused is not None and (refused.kind, refused.reason, refused.message) == (
+        "HTTPRoute",
+        "AcceptedFalse",
+        "Accepted is False",
+    )
+    unresolved = blockers.http_route(route(parent(gateway, Accepted="True", ResolvedRefs="False")), gateway)
+    assert unresolved is not None and unresolved.reason == "ResolvedRefsFalse"
+    assert blockers.http_route(route(parent(gateway, Accepted="True", ResolvedRefs="True")), gateway) is None
+    mesh = {"kind": "Service", "name": "iris", "namespace": "ml"}
+    assert (
+        blockers.http_route(route(parent({"group": "", "kind": "Service", "name": "iris"}, Accepted="True")), mesh)
+        is None
+    )
+
+
 def test_every_blocker_reason_is_documented_with_its_hint() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text()
     for reason, (stalled, hint) in blockers.REASONS.items():

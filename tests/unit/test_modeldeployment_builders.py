@@ -290,3 +290,29 @@ def test_a_canary_with_its_own_image_runs_that_image_beside_plinths_server() -> 
     canary = model.canary_track(spec, 9, server_image="plinth.local/serve:7")
     assert canary is not None and canary.image == "x.example/s:1" and not canary.plinth_server
     assert model.stable_track(spec, server_image="plinth.local/serve:7").plinth_server
+
+
+def test_the_route_on_a_gateway_sends_everything_to_the_service_until_a_canary_runs() -> None:
+    gateway = {"name": "public", "namespace": "gateways"}
+    spec = _spec(route={"gateway": gateway, "hostnames": ["fraud.models.example.com"], "pathPrefix": "/v2"})
+    route = model.http_route(OWNER, spec, None)
+    assert route["spec"] == {
+        "parentRefs": [gateway],
+        "hostnames": ["fraud.models.example.com"],
+        "rules": [
+            {
+                "backendRefs": [{"name": "fraud", "port": 9000}],
+                "matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
+            }
+        ],
+    }
+    canary = _spec(
+        route={"gateway": gateway}, canary={"version": "1.5.0", "uri": "s3://models/fraud/1.5.0", "trafficPercent": 30}
+    )
+    split = model.http_route(OWNER, canary, 30)["spec"]
+    assert split["parentRefs"] == [gateway, {"group": "", "kind": "Service", "name": "fraud", "port": 9000}]
+    assert "hostnames" not in split and "matches" not in split["rules"][0]  # pathPrefix "/" matches everything
+    assert split["rules"][0]["backendRefs"] == [
+        {"name": "fraud-stable", "port": 9000, "weight": 70},
+        {"name": "fraud-canary", "port": 9000, "weight": 30},
+    ]

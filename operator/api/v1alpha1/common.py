@@ -43,6 +43,7 @@ __all__ = [
     "DNS1123Label",
     "DNS1123Subdomain",
     "Duration",
+    "GatewayRef",
     "LabelSelector",
     "LabelSelectorRequirement",
     "LocalObjectReference",
@@ -409,6 +410,15 @@ class LocalObjectReference(ApiModel):
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class GatewayRef(ApiModel):
+    """A Gateway API Gateway that Plinth's HTTPRoutes attach to."""
+
+    name: DNS1123Subdomain = Field(description="Name of the Gateway.")
+    namespace: DNS1123Label = Field(
+        description="Namespace of the Gateway; its listeners must allow routes from the route's namespace."
+    )
 
 
 class Condition(ApiModel):

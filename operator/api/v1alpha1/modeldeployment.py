@@ -12,12 +12,15 @@ from .common import (
     DNS1123Label,
     DNS1123Subdomain,
     Duration,
+    GatewayRef,
     LocalObjectReference,
     ResourceList,
     StatusBase,
     Time,
+    UniqueStrings,
     cel,
     list_map,
+    list_set,
     named,
     quantity_exceeds,
     quantity_rule,
@@ -38,6 +41,7 @@ __all__ = [
     "ModelDeploymentSpec",
     "ModelDeploymentStatus",
     "ModelFormat",
+    "ModelRoute",
     "ModelSource",
     "Monitoring",
     "Outcome",
@@ -392,6 +396,29 @@ class Monitoring(ApiModel):
     )
 
 
+class ModelRoute(ApiModel):
+    """Serve the model through a Gateway API Gateway: an HTTPRoute named like the ModelDeployment, attached to the
+    Gateway, whose backend weights give a canary exactly canary.trafficPercent of the requests that come through it."""
+
+    gateway: GatewayRef = Field(description="The Gateway to attach to, e.g. {name: public, namespace: gateways}.")
+    hostnames: Annotated[list[DNS1123Subdomain], UniqueStrings] | None = Field(
+        default=None,
+        max_length=16,
+        description=(
+            "Host names the route answers, e.g. [iris.models.example.com]. Unset: every host the Gateway's listener "
+            "accepts."
+        ),
+        json_schema_extra=list_set(),
+    )
+    path_prefix: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^/[^\s?#]*$")] = Field(
+        default="/",
+        description=(
+            "Requests whose path starts with this go to the model, e.g. /v2/models/iris for one model on a shared "
+            "host; sent on unchanged."
+        ),
+    )
+
+
 class ModelDeploymentSpec(ApiModel):
     """The model to serve and how to serve it."""
 
@@ -433,6 +460,13 @@ class ModelDeploymentSpec(ApiModel):
     canary: Canary | None = Field(
         default=None,
         description="Serve a candidate version next to the active one with a share of the traffic. Remove to cancel.",
+    )
+    route: ModelRoute | None = Field(
+        default=None,
+        description=(
+            "Serve the model through a Gateway (north-south), with the canary's share split by route weights. "
+            "Unset: the model is reached through its Service only."
+        ),
     )
     monitoring: Monitoring | None = Field(
         default=None,
@@ -518,9 +552,10 @@ class CanaryStatus(ApiModel):
     split_by: Literal["HTTPRoute", "ReplicaRatio"] = Field(
         default="ReplicaRatio",
         description=(
-            "How traffic is split: HTTPRoute (Gateway API backend weights, exact, for clients routed by a Gateway "
-            "API implementation) when the cluster serves HTTPRoute, else ReplicaRatio (kube-proxy spreads "
-            "connections over all pods of the Service)."
+            "How traffic is split: HTTPRoute when a Gateway API implementation has accepted the model's HTTPRoute "
+            "(backend weights, exact, for the requests it routes: through spec.route's Gateway, or a mesh that "
+            "implements routes attached to the Service), else ReplicaRatio (kube-proxy spreads connections over all "
+            "pods of the Service)."
         ),
     )
 

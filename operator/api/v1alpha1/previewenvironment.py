@@ -13,6 +13,7 @@ from .common import (
     DNS1123Label,
     DNS1123Subdomain,
     Duration,
+    GatewayRef,
     StatusBase,
     Time,
     UniqueStrings,
@@ -24,7 +25,6 @@ from .common import (
 from .modeldeployment import EnvList, Image, ModelDeploymentSpec, Port, Resources
 
 __all__ = [
-    "GatewayRef",
     "GeneratedSecret",
     "LastUpdate",
     "PreviewEnvironmentSpec",
@@ -169,15 +169,6 @@ class PreviewSecret(ApiModel):
         source = self.copy_from or self.generate
         assert source is not None  # guaranteed by _one_source
         return source.name
-
-
-class GatewayRef(ApiModel):
-    """A Gateway API Gateway that preview routes attach to."""
-
-    name: DNS1123Subdomain = Field(description="Name of the Gateway.")
-    namespace: DNS1123Label = Field(
-        description="Namespace of the Gateway; it must allow routes from preview namespaces."
-    )
 
 
 class PreviewIngress(ApiModel):
