@@ -103,12 +103,19 @@ def namespace(owner: Manifest, spec: PreviewEnvironmentSpec, quota_request: Mapp
     }
 
 
+def host_label(name: str, pull_request: int) -> str:
+    """``<name>-<pr>``, or the name alone when it already ends with ``-<pr>`` (``shop-pr-1842``, not
+    ``shop-pr-1842-1842``): the host names the pull request once."""
+    suffix = f"-{pull_request}"
+    return name if name.endswith(suffix) else f"{name}{suffix}"
+
+
 def hosts(owner: Manifest, spec: PreviewEnvironmentSpec) -> dict[str, str]:
     """Service name -> public host. The first exposed service gets ``<name>-<pr>.<domain>``; each other exposed
     service ``<service>-<name>-<pr>.<domain>`` (one DNS label, so one wildcard record covers them all)."""
     if spec.ingress is None:
         return {}
-    base = f"{owner['metadata']['name']}-{spec.source.pull_request}"
+    base = host_label(owner["metadata"]["name"], spec.source.pull_request)
     exposed = [s.name for s in spec.services if s.expose]
     return {
         svc: f"{_dns_label(base if i == 0 else f'{svc}-{base}')}.{spec.ingress.domain}" for i, svc in enumerate(exposed)

@@ -178,7 +178,8 @@ def test_a_model_on_a_gateway_is_ready_once_its_route_is_accepted(
     assert f"Gateway {gateway_ns}/models does not exist" in stalled["message"]
     route = _route(cluster, namespace, name)
     assert route is not None
-    assert route["spec"]["parentRefs"] == [{"name": "models", "namespace": gateway_ns}]
+    parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "models", "namespace": gateway_ns}
+    assert route["spec"]["parentRefs"] == [parent]  # as written, with the API server's defaults
     assert route["spec"]["rules"] == [
         {
             "backendRefs": [{"name": name, "port": 8080, "group": "", "kind": "Service", "weight": 1}],
@@ -192,7 +193,6 @@ def test_a_model_on_a_gateway_is_ready_once_its_route_is_accepted(
             what="Reconciling RoutePending once the Gateway exists",
         )
         assert _condition(cluster, namespace, name, "Ready").get("status") != "True"
-        parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "models", "namespace": gateway_ns}
         _accept(cluster, namespace, name, parent, accepted=False, reason="NotAllowedByListeners")
         stalled = wait_for(
             lambda: (

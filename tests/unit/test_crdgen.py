@@ -288,13 +288,15 @@ def test_immutable_fields() -> None:
     assert count == 4  # repository, pullRequest, model.name, and model.name inside PreviewEnvironment models
 
 
-def test_quantities_match_resourcequota_schema() -> None:
+def test_quantities_match_resourcequota_schema_without_negatives() -> None:
+    """ResourceQuota's own quantity schema, less the minus sign: an amount of a resource is never negative."""
     nsq = _schema(kind_info("NamespaceQuota"))
     quantity = _find(nsq, "spec.perNamespace.hard")["additionalProperties"]
     assert quantity["x-kubernetes-int-or-string"] is True
     assert quantity["anyOf"] == [{"type": "integer"}, {"type": "string"}]
+    assert quantity["minimum"] == 0
     assert quantity["pattern"] == (
-        r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+        r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
     )
 
 

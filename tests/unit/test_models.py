@@ -432,3 +432,20 @@ def test_preview_lists_are_keyed_and_bounded() -> None:
     model = {"name": "scorer", "spec": {**MODEL_DEPLOYMENT, "replicas": 1}}
     with pytest.raises(ValidationError, match="mutually exclusive"):  # embedded ModelDeployment specs are checked
         PreviewEnvironmentSpec.model_validate({**base, "models": [model]})
+
+
+@pytest.mark.parametrize("amount", ["-3", -3, "-1Gi", "-.5"])
+def test_a_negative_resource_amount_is_refused_as_the_api_server_refuses_it(amount: str | int) -> None:
+    with pytest.raises(ValidationError) as raised:
+        NamespaceQuotaSpec.model_validate({"namespaces": ["a"], "total": {"hard": {"requests.cpu": amount}}})
+    assert raised.value.errors()[0]["loc"][:3] == ("total", "hard", "requests.cpu")
+    assert NamespaceQuotaSpec.model_validate({"namespaces": ["a"], "total": {"hard": {"requests.cpu": "+1e-3"}}})
+
+
+def test_runtime_env_leaves_what_plinth_sets_to_plinth() -> None:
+    model = {"name": "iris", "version": "1.0.0", "uri": "s3://m/iris.joblib"}
+    for name in ("MODEL_URI", "PORT"):
+        with pytest.raises(ValidationError, match=r"runtime\.env may not set MODEL_NAME"):
+            ModelDeploymentSpec.model_validate({"model": model, "runtime": {"env": [{"name": name, "value": "x"}]}})
+    custom = {"image": "ghcr.io/acme/server:1", "env": [{"name": "PORT", "value": "9000"}]}
+    assert ModelDeploymentSpec.model_validate({"model": model, "runtime": custom}).runtime.env[0].name == "PORT"

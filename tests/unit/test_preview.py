@@ -90,6 +90,25 @@ def test_hosts_and_urls_per_exposed_service() -> None:
     assert preview.http_routes(obj, spec) == []
 
 
+def test_a_name_that_already_names_the_pull_request_is_not_repeated_in_the_host() -> None:
+    for name, pr, label in (
+        ("shop-pr-1842", 1842, "shop-pr-1842"),
+        ("shop-1842", 1842, "shop-1842"),
+        ("shop-18420", 1842, "shop-18420-1842"),
+        ("shop", 1842, "shop-1842"),
+    ):
+        obj = owner(
+            name=name,
+            pr=pr,
+            services=[{"name": "web", "image": "i:1"}, {"name": "api", "image": "i:1"}],
+            ingress={"domain": "preview.example.com"},
+        )
+        assert preview.hosts(obj, parsed(obj)) == {
+            "web": f"{label}.preview.example.com",
+            "api": f"api-{label}.preview.example.com",
+        }
+
+
 def test_a_long_host_label_is_cut_to_63_with_a_hash() -> None:
     obj = owner(
         name="a" * 40,

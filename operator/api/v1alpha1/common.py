@@ -35,6 +35,7 @@ __all__ = [
     "MAX_QUANTITY_LENGTH",
     "MAX_RESOURCES",
     "QUANTITY_PATTERN",
+    "RESOURCE_QUANTITY_PATTERN",
     "SEMVER_PATTERN",
     "ApiModel",
     "Condition",
@@ -73,6 +74,8 @@ __all__ = [
 QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+#: The quantities Plinth's fields take: amounts of a resource, so never negative.
+RESOURCE_QUANTITY_PATTERN = QUANTITY_PATTERN.replace(r"^(\+|-)?", r"^\+?", 1)
 #: RFC 1123 label: namespace names, label-like names.
 DNS1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 #: RFC 1035 label: Service names must start with a letter.
@@ -265,11 +268,13 @@ def _coerce_quantity(value: object) -> object:
 
 
 def _check_quantity(value: str) -> str:
-    parse_quantity(value)
+    if parse_quantity(value) < 0:
+        raise ValueError(f"{value!r}: a resource amount cannot be negative")
     return value
 
 
-#: A Kubernetes resource quantity (``2``, ``500m``, ``1.5``, ``512Mi``): integer or string on the wire, ``str`` here.
+#: A Kubernetes resource quantity (``2``, ``500m``, ``1.5``, ``512Mi``), not negative: integer or string on the wire,
+#: ``str`` here.
 Quantity = Annotated[
     str,
     BeforeValidator(_coerce_quantity),
@@ -278,7 +283,8 @@ Quantity = Annotated[
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": QUANTITY_PATTERN,
+            "pattern": RESOURCE_QUANTITY_PATTERN,
+            "minimum": 0,  # for the integer form; the pattern has no minus sign for the string form
             # Not in ResourceQuota's schema, but without it the API server estimates CEL rules reading quantities
             # as if each could be as long as a whole request, and rejects the CRD ("rule cost exceeds budget").
             "maxLength": MAX_QUANTITY_LENGTH,

@@ -149,8 +149,38 @@ _ENV_HELP = "Environment variables of the container. Names are unique."
 ModelFormat = Literal["sklearn", "onnx"]
 
 
+#: What Plinth sets in the model server's environment from the spec; runtime.env may not override it (a later
+#: entry of the same name wins in Kubernetes, so a canary would load the stable's MODEL_URI).
+SPEC_ENV = (
+    "MODEL_NAME",
+    "MODEL_VERSION",
+    "MODEL_URI",
+    "MODEL_FORMAT",
+    "MODEL_STORAGE_CREDENTIALS_DIR",
+    "AUTH_TOKENS_FILE",
+    "RATE_LIMIT_RPS",
+    "RATE_LIMIT_BURST",
+)
+_SPEC_ENV_MESSAGE = (
+    f"runtime.env may not set {', '.join(SPEC_ENV)}: Plinth sets them from the spec (model, storage, auth, "
+    "rateLimit, runtime.format); nor PORT with Plinth's server: set runtime.port"
+)
+_SPEC_ENV_CEL = "[" + ", ".join(f"'{name}'" for name in SPEC_ENV) + "]"
+
+
 class Runtime(ApiModel):
     """The container that serves the model: Plinth's model server by default, or an image of your own."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.env) || self.env.all(e, "
+                f"!(e.name in {_SPEC_ENV_CEL}) && (has(self.image) || e.name != 'PORT'))",
+                _SPEC_ENV_MESSAGE,
+                field_path=".env",
+            )
+        )
+    )
 
     image: Image | None = Field(
         default=None,
@@ -174,6 +204,12 @@ class Runtime(ApiModel):
         max_length=64,
         description="Arguments passed to the model server, in order.",
     )
+
+    @model_validator(mode="after")
+    def _env_left_to_plinth(self) -> Runtime:
+        if any(e.name in SPEC_ENV or (self.image is None and e.name == "PORT") for e in self.env):
+            raise ValueError(_SPEC_ENV_MESSAGE)
+        return self
 
 
 class Storage(ApiModel):

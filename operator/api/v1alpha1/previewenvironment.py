@@ -177,7 +177,8 @@ class PreviewIngress(ApiModel):
     domain: Annotated[str, StringConstraints(min_length=1, max_length=190, pattern=DNS1123_SUBDOMAIN_PATTERN)] = Field(
         description=(
             "Parent DNS domain of preview hosts. The host is <name>-<pullRequest>.<domain>, e.g. "
-            "shop-1234.preview.example.com; a wildcard DNS record must point *.<domain> at the ingress controller."
+            "shop-1234.preview.example.com (<name>.<domain> when the name already ends in -<pullRequest>, e.g. "
+            "shop-pr-1234.preview.example.com); a wildcard DNS record must point *.<domain> at the ingress controller."
         )
     )
     class_name: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = Field(
