@@ -20,8 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
-from plinth.operator.metrics import Metrics
-from plinth.operator.tracing import tracer
+from plinth.adapters.calls import CallRecorder, recorded
 
 Manifest = dict[str, Any]
 _T = TypeVar("_T")
@@ -168,12 +167,12 @@ def load_config() -> client.ApiClient:
 class DynamicKubernetes:
     """``KubernetesObjects`` on the Kubernetes dynamic client (discovery is cached per process)."""
 
-    def __init__(self, api_client: client.ApiClient, metrics: Metrics, field_manager: str) -> None:
+    def __init__(self, api_client: client.ApiClient, recorder: CallRecorder, field_manager: str) -> None:
         # A discovery cache of this process only: the client's default file in the temp dir is shared by every
         # process on the host and would hide CRDs installed or removed since another process wrote it.
         self._api_client = api_client
         self._client = self._new_client()
-        self._metrics = metrics
+        self._recorder = recorder
         self._field_manager = field_manager
         self._missing: dict[tuple[str, str], float] = {}  # optional kinds not served, and when that was checked
         # Kinds resolved once: read without the lock, so lookups of known kinds never queue behind a discovery.
@@ -206,22 +205,8 @@ class DynamicKubernetes:
                 found = self._resolved[key] = self._client.resources.get(api_version=api_version, kind=kind)
         return found
 
-    @contextmanager
-    def _call(self, operation: str) -> Iterator[None]:
-        started = time.perf_counter()
-        result = "ok"
-        with tracer().start_as_current_span(f"{ADAPTER}.{operation}"):
-            try:
-                yield
-            except Exception:
-                result = "error"
-                raise
-            finally:
-                self._metrics.adapter_requests.labels(ADAPTER, operation, result).inc()
-                self._metrics.adapter_duration.labels(ADAPTER, operation).observe(time.perf_counter() - started)
-
     def _run(self, operation: str, action: Callable[[], _T]) -> _T:
-        with self._call(operation):
+        with recorded(self._recorder, ADAPTER, operation):
             return action()
 
     def apply(self, manifest: Manifest, *, live: Manifest | None = None) -> Manifest:

@@ -1,5 +1,4 @@
-"""Observability for workloads behind a small interface: the Prometheus query the canary health gate asks, and the
-OpenTelemetry settings injected into serving and preview pods.
+"""Prometheus behind a small interface: the query the canary health gate asks.
 
 Prometheus is optional: without ``PLINTH_PROMETHEUS_URL`` there is no query backend, and a canary that asks for a
 metric gate is held (not promoted) with a condition saying why, never failed by an error loop.
@@ -9,15 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from plinth.operator.metrics import Metrics
-from plinth.operator.tracing import tracer
+from plinth.adapters.calls import CallRecorder, recorded
 
 ADAPTER = "prometheus"
 
@@ -35,22 +31,14 @@ class MetricsQuery(Protocol):
 class PrometheusHTTP:
     """``MetricsQuery`` on Prometheus's HTTP API (``/api/v1/query``), counted and traced like every adapter call."""
 
-    def __init__(self, url: str, metrics: Metrics, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, recorder: CallRecorder, timeout: float = 5.0) -> None:
         self._url = url.rstrip("/")
-        self._metrics = metrics
+        self._recorder = recorder
         self._timeout = timeout
 
     def value(self, promql: str) -> float | None:
-        started, result = time.perf_counter(), "ok"
-        with tracer().start_as_current_span(f"{ADAPTER}.query"):
-            try:
-                return self._query(promql)
-            except QueryError:
-                result = "error"
-                raise
-            finally:
-                self._metrics.adapter_requests.labels(ADAPTER, "query", result).inc()
-                self._metrics.adapter_duration.labels(ADAPTER, "query").observe(time.perf_counter() - started)
+        with recorded(self._recorder, ADAPTER, "query"):
+            return self._query(promql)
 
     def _query(self, promql: str) -> float | None:
         url = f"{self._url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
@@ -74,31 +62,3 @@ class PrometheusHTTP:
             raise QueryError(f"the query returned {len(samples)} series; aggregate it to one (e.g. sum(...))")
         value = float(samples[0][1])
         return None if math.isnan(value) else value
-
-
-@dataclass(frozen=True)
-class Telemetry:
-    """What workloads get from the operator's configuration: where to send OpenTelemetry data, and who can answer
-    Prometheus queries. Empty by default (nothing injected, no metric gate backend)."""
-
-    otlp_endpoint: str | None = None
-    resource_attributes: str | None = None
-    prometheus: MetricsQuery | None = field(default=None, compare=False)
-
-    def env(self, service: str, namespace: str, version: str | None = None) -> list[dict[str, str]]:
-        """Standard OTEL_* variables for a container: service name, resource attributes, exporter endpoint."""
-        if self.otlp_endpoint is None:
-            return []
-        attributes = [f"k8s.namespace.name={namespace}"]
-        if version:
-            attributes.append(f"service.version={version}")
-        if self.resource_attributes:
-            attributes.append(self.resource_attributes)
-        return [
-            {"name": "OTEL_SERVICE_NAME", "value": service},
-            {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": ",".join(attributes)},
-            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": self.otlp_endpoint},
-        ]
-
-
-NO_TELEMETRY = Telemetry()

@@ -80,6 +80,11 @@ class Metrics:
             registry=r,
         )
 
+    def record(self, adapter: str, operation: str, result: str, seconds: float) -> None:
+        """An adapter's call (``plinth.adapters.calls.CallRecorder``)."""
+        self.adapter_requests.labels(adapter, operation, result).inc()
+        self.adapter_duration.labels(adapter, operation).observe(seconds)
+
 
 class _Handler(BaseHTTPRequestHandler):
     metrics: Metrics

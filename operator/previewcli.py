@@ -107,10 +107,10 @@ def _progress_line(info: dict[str, Any]) -> str:
 
 
 def kube_client() -> Any:
+    from plinth.adapters.calls import NoRecorder
     from plinth.adapters.kubernetes import DynamicKubernetes, load_config
-    from plinth.operator.metrics import Metrics
 
-    return DynamicKubernetes(load_config(), Metrics(), FIELD_MANAGER)
+    return DynamicKubernetes(load_config(), NoRecorder(), FIELD_MANAGER)
 
 
 def api_error(err: Exception) -> str:

@@ -18,7 +18,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from plinth.adapters.kubernetes import DynamicKubernetes, load_config
-from plinth.adapters.observability import PrometheusHTTP, Telemetry
+from plinth.adapters.observability import PrometheusHTTP
 from plinth.operator import heap, tracing
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
@@ -26,6 +26,7 @@ from plinth.operator.builders import quota
 from plinth.operator.reconcile import Reconciler
 from plinth.operator.schedule import Scheduler
 from plinth.operator.settings import DIFFBASE_ANNOTATION, FIELD_MANAGER, FINALIZER, MANAGED_BY, Settings
+from plinth.operator.telemetry import Telemetry
 
 log = logging.getLogger("plinth")
 # Deployments (and their Pods) of every Plinth kind carry this label (templates included).

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from plinth.adapters.observability import NO_TELEMETRY, Telemetry
 from plinth.operator.api.v1alpha1 import ModelDeploymentSpec
 from plinth.operator.builders.common import child_metadata
 from plinth.operator.settings import MANAGED_BY, SERVING_IMAGE
+from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 
 OWNER_LABEL = "plinth.dev/modeldeployment"
 TRACK_LABEL = "plinth.dev/track"

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from plinth.adapters.observability import NO_TELEMETRY, Telemetry
 from plinth.operator.api.v1alpha1 import (
     PreviewEnvironmentSpec,
     PreviewModel,
@@ -22,6 +21,7 @@ from plinth.operator.api.v1alpha1 import (
 )
 from plinth.operator.builders.model import with_telemetry
 from plinth.operator.settings import MANAGED_BY
+from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 
 OWNER_LABEL = "plinth.dev/previewenvironment"
 OWNER_NAMESPACE_LABEL = "plinth.dev/previewenvironment-namespace"

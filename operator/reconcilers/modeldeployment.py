@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
-from plinth.adapters.observability import NO_TELEMETRY, MetricsQuery, QueryError, Telemetry
+from plinth.adapters.observability import MetricsQuery, QueryError
 from plinth.adapters.secrets import KubernetesSecrets
 from plinth.operator import blockers
 from plinth.operator.api.v1alpha1 import Canary, CanaryMetricGate, ModelDeploymentSpec, format_time, parse_duration
@@ -32,6 +32,7 @@ from plinth.operator.reconcilers import (
     recording,
 )
 from plinth.operator.settings import SERVING_IMAGE
+from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 
 OWN_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
-from plinth.adapters.observability import NO_TELEMETRY, Telemetry
 from plinth.adapters.secrets import KubernetesSecrets, Secrets, StoredSecret, random_value
 from plinth.operator import blockers
 from plinth.operator.api.v1alpha1 import (
@@ -42,6 +41,7 @@ from plinth.operator.reconcilers import (
 from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time, rollout
 from plinth.operator.reconcilers.namespacequota import owner_of, select_namespaces
 from plinth.operator.settings import FINALIZER
+from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 
 # Opt-in of a Secret in another namespace: a comma-separated list of namespaces allowed to copy it.
 SECRET_OPT_IN_ANNOTATION = "plinth.dev/preview-namespaces"

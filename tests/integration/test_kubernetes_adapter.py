@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import config
+from plinth.adapters.calls import NoRecorder
 from plinth.adapters.kubernetes import DynamicKubernetes
-from plinth.operator.metrics import Metrics
 
 from tests.conftest import Cluster
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.cluster
 
 def _adapter(cluster: Cluster) -> DynamicKubernetes:
     return DynamicKubernetes(
-        config.new_client_from_config(config_file=str(cluster.kubeconfig)), Metrics(), "plinth-adapter-test"
+        config.new_client_from_config(config_file=str(cluster.kubeconfig)), NoRecorder(), "plinth-adapter-test"
     )
 
 

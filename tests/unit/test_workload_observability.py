@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from plinth.adapters.observability import QueryError, Telemetry
+from plinth.adapters.observability import QueryError
 from plinth.operator.api.v1alpha1 import Canary, ModelDeploymentSpec, PreviewEnvironmentSpec
 from plinth.operator.builders import model, preview
 from plinth.operator.reconcilers.modeldeployment import GateVerdict, metric_gate, next_canary
+from plinth.operator.telemetry import Telemetry
 
 OWNER = {
     "apiVersion": "plinth.dev/v1alpha1",
