@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plinth.operator.api.v1alpha1 import ModelDeploymentSpec
-from plinth.operator.builders.common import child_metadata
+from plinth.operator.builders.common import child_metadata, with_telemetry
 from plinth.operator.settings import MANAGED_BY, SERVING_IMAGE
 from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 
@@ -225,13 +225,6 @@ def service_monitor(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest:
             ],
         },
     }
-
-
-def with_telemetry(env: list[dict[str, Any]], injected: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The injected variables (OTEL_*, a preview's PORT, ...) the container does not set itself: the user's own
-    setting wins."""
-    own = {e["name"] for e in env}
-    return [e for e in injected if e["name"] not in own]
 
 
 def autoscaler(owner: Manifest, spec: ModelDeploymentSpec) -> Manifest | None:

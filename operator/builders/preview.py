@@ -19,7 +19,7 @@ from plinth.operator.api.v1alpha1 import (
     PreviewService,
     parse_quantity,
 )
-from plinth.operator.builders.model import with_telemetry
+from plinth.operator.builders.common import QUOTA_REQUEST_ANNOTATION, format_request, with_telemetry
 from plinth.operator.settings import MANAGED_BY
 from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 
@@ -35,7 +35,6 @@ COMMIT_ANNOTATION = "plinth.dev/commit"
 COPIED_FROM_ANNOTATION = "plinth.dev/copied-from"
 # What the preview will run, on its namespace: NamespaceQuota reserves it out of its total before the preview's
 # workloads are created (see reconcilers/quotasplit.py).
-QUOTA_REQUEST_ANNOTATION = "plinth.dev/quota-request"
 # Preview namespaces enforce the restricted Pod Security Standard: a pull request's code is untrusted.
 POD_SECURITY = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -358,24 +357,4 @@ def _format(totals: Mapping[str, Decimal]) -> dict[str, str]:
             out[key] = str(int(value))
         else:
             out[key] = f"{int((value * 1000).to_integral_value())}m"
-    return out
-
-
-def format_request(request: Mapping[str, str]) -> str:
-    """``pods=3,requests.cpu=1500m``: the annotation format NamespaceQuota parses with ``parse_request``."""
-    return ",".join(f"{k}={v}" for k, v in sorted(request.items()))
-
-
-def parse_request(text: str | None) -> dict[str, str]:
-    """The inverse of ``format_request``; malformed entries are ignored (a namespace annotation is user-editable)."""
-    out: dict[str, str] = {}
-    for part in (text or "").split(","):
-        key, sep, value = part.strip().partition("=")
-        if not sep or not key:
-            continue
-        try:
-            parse_quantity(value)
-        except ValueError:
-            continue
-        out[key] = value
     return out

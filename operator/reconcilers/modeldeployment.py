@@ -17,7 +17,14 @@ from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTer
 from plinth.adapters.observability import MetricsQuery, QueryError
 from plinth.adapters.secrets import KubernetesSecrets
 from plinth.operator import blockers
-from plinth.operator.api.v1alpha1 import Canary, CanaryMetricGate, ModelDeploymentSpec, format_time, parse_duration
+from plinth.operator.api.v1alpha1 import (
+    Canary,
+    CanaryMetricGate,
+    ModelDeploymentSpec,
+    format_time,
+    parse_duration,
+    parse_time,
+)
 from plinth.operator.blockers import Blocker
 from plinth.operator.builders import model
 from plinth.operator.conditions import RECONCILING, STALLED, Observation
@@ -31,6 +38,7 @@ from plinth.operator.reconcilers import (
     owned_pods,
     recording,
 )
+from plinth.operator.reconcilers.workloads import crash_looping, rollout
 from plinth.operator.settings import SERVING_IMAGE
 from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 
@@ -40,34 +48,8 @@ HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
 SERVICE_MONITOR = ("monitoring.coreos.com/v1", "ServiceMonitor")
 PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
-CRASH_RESTARTS = 3
 ROUTE_RECHECK_SECONDS = 10.0
 HISTORY_LIMIT = 20
-
-
-def crash_looping(pods: list[Manifest], restarts: int = CRASH_RESTARTS) -> list[str]:
-    """Names of pods whose containers crash-loop or restarted at least *restarts* times."""
-    bad = []
-    for pod in pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") == "CrashLoopBackOff" or (cs.get("restartCount") or 0) >= restarts:
-                bad.append(pod["metadata"]["name"])
-                break
-    return sorted(bad)
-
-
-def rollout(deployment: Manifest, desired_replicas: int | None) -> tuple[bool, str]:
-    """Whether the Deployment fully runs its current template, and a message saying how far it is."""
-    meta, status = deployment["metadata"], deployment.get("status") or {}
-    want = desired_replicas if desired_replicas is not None else (deployment.get("spec") or {}).get("replicas", 1)
-    updated = status.get("updatedReplicas") or 0
-    available = status.get("availableReplicas") or 0
-    total = status.get("replicas") or 0
-    if (status.get("observedGeneration") or 0) < (meta.get("generation") or 0):
-        return False, "the Deployment controller has not observed the latest template yet"
-    done = updated >= want and available >= want and total <= want
-    return done, f"{min(updated, available)}/{want} replicas of the desired version available"
 
 
 def next_history(previous: list[dict[str, Any]], active: str | None, now: str) -> list[dict[str, Any]]:
@@ -546,7 +528,3 @@ def _observe(
     else:
         observations.append(Observation("Ready", True, "Serving", f"version {stable.version} serving"))
     return observations
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -14,50 +14,16 @@ from decimal import Decimal
 from typing import Any
 
 from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest, NamespaceTerminating
-from plinth.operator.api.v1alpha1 import API_VERSION, LabelSelector, NamespaceQuotaSpec, parse_quantity
+from plinth.operator.api.v1alpha1 import API_VERSION, NamespaceQuotaSpec, parse_quantity
 from plinth.operator.api.v1alpha1.namespacequota import MAX_LISTED_NAMESPACES
-from plinth.operator.builders import preview, quota
+from plinth.operator.builders import common, quota
 from plinth.operator.conditions import Observation
 from plinth.operator.errors import Waiting
 from plinth.operator.reconcilers import Outcome
+from plinth.operator.reconcilers.claims import owner_of, select_namespaces
 from plinth.operator.reconcilers.quotasplit import split_total
 
 CHILD_KINDS = (("v1", "ResourceQuota"), ("v1", "LimitRange"), ("networking.k8s.io/v1", "NetworkPolicy"))
-
-
-def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
-    """Kubernetes label-selector semantics (all requirements must hold)."""
-    for key, value in (selector.match_labels or {}).items():
-        if labels.get(key) != value:
-            return False
-    for req in selector.match_expressions or []:
-        present = req.key in labels
-        values = req.values or []
-        ok = {
-            "In": present and labels.get(req.key) in values,
-            "NotIn": not present or labels.get(req.key) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }[req.operator]
-        if not ok:
-            return False
-    return True
-
-
-def select_namespaces(spec: NamespaceQuotaSpec, namespaces: Sequence[Manifest]) -> list[str]:
-    """Names of the live, non-terminating namespaces the spec selects (by name or selector: a union), sorted."""
-    names = set(spec.namespaces or [])
-    selected = []
-    for ns in namespaces:
-        meta = ns["metadata"]
-        if meta.get("deletionTimestamp") or (ns.get("status") or {}).get("phase") == "Terminating":
-            continue
-        by_selector = spec.namespace_selector is not None and selector_matches(
-            spec.namespace_selector, meta.get("labels") or {}
-        )
-        if meta["name"] in names or by_selector:
-            selected.append(meta["name"])
-    return sorted(selected)
 
 
 def format_quantity(value: Decimal) -> str:
@@ -73,12 +39,6 @@ def sum_usage(quotas: Sequence[Manifest]) -> dict[str, str]:
         for key, amount in ((rq.get("status") or {}).get("used") or {}).items():
             totals[key] = totals.get(key, Decimal(0)) + parse_quantity(amount)
     return {key: format_quantity(v) for key, v in sorted(totals.items())}
-
-
-def owner_of(namespace: str, claimants: Sequence[Manifest]) -> Manifest:
-    """Of several NamespaceQuotas selecting one namespace, the oldest wins (then the smallest name): deterministic,
-    and stable as newer quotas come and go."""
-    return min(claimants, key=lambda q: (q["metadata"].get("creationTimestamp", ""), q["metadata"]["name"]))
 
 
 def _selections(quotas: Sequence[Manifest], namespaces: Sequence[Manifest]) -> dict[str, list[Manifest]]:
@@ -114,8 +74,8 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
     per_namespace = spec.per_namespace.hard if spec.per_namespace else {}
     by_name = {ns["metadata"]["name"]: ns for ns in namespaces}
     requested = {
-        ns: preview.parse_request(
-            (by_name[ns]["metadata"].get("annotations") or {}).get(preview.QUOTA_REQUEST_ANNOTATION)
+        ns: common.parse_request(
+            (by_name[ns]["metadata"].get("annotations") or {}).get(common.QUOTA_REQUEST_ANNOTATION)
         )
         for ns in selected
     }

@@ -24,6 +24,7 @@ from plinth.operator.api.v1alpha1 import (
     format_time,
     parse_duration,
     parse_quantity,
+    parse_time,
 )
 from plinth.operator.blockers import Blocker
 from plinth.operator.builders import preview, quota
@@ -38,8 +39,8 @@ from plinth.operator.reconcilers import (
     owned_pods,
     recording,
 )
-from plinth.operator.reconcilers.modeldeployment import crash_looping, parse_time, rollout
-from plinth.operator.reconcilers.namespacequota import owner_of, select_namespaces
+from plinth.operator.reconcilers.claims import owner_of, select_namespaces
+from plinth.operator.reconcilers.workloads import crash_looping, rollout
 from plinth.operator.settings import FINALIZER
 from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 

@@ -40,7 +40,8 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
+            # `from a.b import c` names a.b and, should c be a module, a.b.c
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
     return found
 
 
@@ -51,3 +52,28 @@ def test_adapters_never_import_the_operator() -> None:
         for path in sorted((ROOT / "adapters").glob("*.py"))
     }
     assert {name: mods for name, mods in offenders.items() if mods} == {}
+
+
+KIND_MODULES = {
+    "modeldeployment": ("reconcilers.modeldeployment", "builders.model"),
+    "previewenvironment": ("reconcilers.previewenvironment", "builders.preview"),
+    "namespacequota": ("reconcilers.namespacequota", "builders.quota"),
+}
+#: The one crossing: a preview reads the ResourceQuota its NamespaceQuota made (its name and owner label).
+ALLOWED_CROSSINGS = {("previewenvironment", "builders.quota")}
+
+
+def test_kinds_never_import_each_other() -> None:
+    """What kinds share lives in neutral modules (reconcilers/workloads, reconcilers/claims, builders/common), so a
+    change to one kind's rules cannot silently change another's."""
+    crossings = [
+        (module, foreign)
+        for kind, modules in KIND_MODULES.items()
+        for module in modules
+        for other, foreigns in KIND_MODULES.items()
+        if other != kind
+        for foreign in foreigns
+        if f"plinth.operator.{foreign}" in _imports(ROOT / "operator" / f"{module.replace('.', '/')}.py")
+        and (kind, foreign) not in ALLOWED_CROSSINGS
+    ]
+    assert crossings == []

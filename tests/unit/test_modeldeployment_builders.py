@@ -6,7 +6,8 @@ from typing import Any
 
 from plinth.operator.api.v1alpha1 import ModelDeploymentSpec
 from plinth.operator.builders import model
-from plinth.operator.reconcilers.modeldeployment import crash_looping, next_history, rollout
+from plinth.operator.reconcilers.modeldeployment import next_history
+from plinth.operator.reconcilers.workloads import crash_looping, rollout
 
 OWNER = {
     "apiVersion": "plinth.dev/v1alpha1",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from plinth.adapters.secrets import ALPHABET, StoredSecret, random_value
 from plinth.operator.api.v1alpha1 import PreviewEnvironmentSpec, parse_quantity
-from plinth.operator.builders import preview
+from plinth.operator.builders import common, preview
 from plinth.operator.reconcilers.previewenvironment import (
     is_expired,
     lifecycle,
@@ -62,7 +62,7 @@ def test_namespace_labels_select_it_for_team_quotas_and_enforce_restricted() -> 
     assert labels[preview.REPOSITORY_LABEL] == "github.com-acme-shop"
     assert labels[preview.OWNER_UID_LABEL] == "uid-1"
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert ns["metadata"]["annotations"][preview.QUOTA_REQUEST_ANNOTATION] == "pods=2"
+    assert ns["metadata"]["annotations"][common.QUOTA_REQUEST_ANNOTATION] == "pods=2"
 
 
 def test_hosts_and_urls_per_exposed_service() -> None:
@@ -257,9 +257,9 @@ def test_quota_request_counts_replicas_defaults_and_model_surge() -> None:
 
 def test_request_annotation_round_trips_and_ignores_garbage() -> None:
     request = {"pods": "3", "requests.cpu": "1500m"}
-    assert preview.parse_request(preview.format_request(request)) == request
-    assert preview.parse_request("pods=2,junk,cpu=lots,=1") == {"pods": "2"}
-    assert preview.parse_request(None) == {}
+    assert common.parse_request(common.format_request(request)) == request
+    assert common.parse_request("pods=2,junk,cpu=lots,=1") == {"pods": "2"}
+    assert common.parse_request(None) == {}
 
 
 def test_split_reserves_a_whole_request_before_sharing() -> None:

@@ -24,6 +24,7 @@ from .common import (
     format_time,
     parse_duration,
     parse_quantity,
+    parse_time,
 )
 from .modeldeployment import (
     Auth,
@@ -130,6 +131,7 @@ __all__ = [
     "kind_info",
     "parse_duration",
     "parse_quantity",
+    "parse_time",
 ]
 
 GROUP = "plinth.dev"

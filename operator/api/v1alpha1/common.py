@@ -60,6 +60,7 @@ __all__ = [
     "named",
     "parse_duration",
     "parse_quantity",
+    "parse_time",
     "quantity_exceeds",
     "quantity_rule",
     "unique_by",
@@ -208,6 +209,11 @@ def _check_time(value: str) -> str:
 
 #: RFC 3339 timestamp kept as the string the API server stores (``format: date-time``).
 Time = Annotated[str, AfterValidator(_check_time), WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 time as Kubernetes writes it (``2025-01-31T12:00:00Z``), the inverse of ``format_time``."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def format_time(moment: datetime | None = None) -> str:
