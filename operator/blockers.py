@@ -65,6 +65,11 @@ class Blocker:
         since = f" (since {self.since})" if self.since else ""
         return f"{self.kind} {self.name}: {self.reason}: {self.message}{since}"
 
+    def as_status(self) -> dict[str, str]:
+        """``status.blockedBy``."""
+        found = {"kind": self.kind, "name": self.name, "reason": self.reason, "message": self.message[:1024]}
+        return found | ({"since": self.since} if self.since else {})
+
     def as_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
 from plinth.operator.api.v1alpha1 import API_VERSION, Condition, KindInfo
+from plinth.operator.blockers import Blocker
 from plinth.operator.conditions import (
     NEGATIVE_POLARITY,
     READY,
@@ -252,6 +253,7 @@ class Reconciler:
                     self._generations[uid] = (seen[0], seen[1], True)
                 status = {
                     **outcome.status,
+                    "blockedBy": outcome.blocker.as_status() if outcome.blocker is not None else None,
                     "observedGeneration": generation,
                     "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conditions],
                 }
@@ -279,7 +281,7 @@ class Reconciler:
                     "duration": round(duration, 4),
                 },
             )
-            self._post_transitions(obj, previous, conditions)
+            self._post_transitions(obj, previous, conditions, (current_status.get("blockedBy"), outcome.blocker))
             self._count_denials(kind, previous, conditions)
         if retry is None and outcome.requeue_after is not None:
             blocking = next((c for c in conditions if c.type == READY), None)
@@ -340,10 +342,18 @@ class Reconciler:
         self.metrics.resources.labels(kind, ready).inc()
         self._ready[uid] = (kind, ready)
 
-    def _post_transitions(self, obj: Manifest, previous: list[Condition], current: list[Condition]) -> None:
-        """Events on change, failure and recovery only: a resync with the same outcome posts nothing."""
+    def _post_transitions(
+        self,
+        obj: Manifest,
+        previous: list[Condition],
+        current: list[Condition],
+        blocked: tuple[Manifest | None, Blocker | None] = (None, None),
+    ) -> None:
+        """Events on change, failure and recovery only: a resync with the same outcome posts nothing. *blocked* is
+        the blocking child before and now (``_post_blocker``)."""
         if self.emit is None:
             return
+        self._post_blocker(obj, *blocked)
         before = {c.type: c.status for c in previous}
         after = {c.type: c for c in current}
         trace = current_trace_id()
@@ -360,6 +370,25 @@ class Reconciler:
         for type_ in before.keys() - after.keys():
             if type_ in _EVENTFUL and before[type_] == "True":
                 self.emit(obj, "Normal", f"{type_}Resolved", f"{type_} no longer holds{suffix}")
+
+    def _post_blocker(self, obj: Manifest, before: Manifest | None, now: Blocker | None) -> None:
+        """One Event per change of the blocking child (kind, name or reason), none while the same one persists."""
+        if self.emit is None:
+            return
+        key = (now.kind, now.name, now.reason) if now is not None else None
+        if key == ((before["kind"], before["name"], before["reason"]) if before else None):
+            return
+        if now is not None:
+            self.emit(
+                obj, "Warning", now.reason, f"blocked by {now.describe()}" + (f": {now.hint}" if now.hint else "")
+            )
+        elif before is not None:
+            self.emit(
+                obj,
+                "Normal",
+                "Unblocked",
+                f"{before['kind']} {before['name']} no longer blocks (was {before['reason']})",
+            )
 
 
 def _validation_message(err: ValidationError) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.operator.blockers import Blocker
 from plinth.operator.builders.common import CHILD_KINDS_ANNOTATION
 from plinth.operator.conditions import Observation
 
@@ -21,6 +22,8 @@ class Outcome:
     # Check again after this many seconds even if nothing changes (e.g. waiting for quota or a Secret to appear);
     # the status is written first.
     requeue_after: float | None = None
+    # The one child that keeps the owner from being Ready (status.blockedBy; an Event when it changes).
+    blocker: Blocker | None = None
 
 
 def child_key(manifest: Manifest) -> ChildKey:

@@ -268,6 +268,9 @@ def _reconcile(
         "history": history,
     }
     observations = [monitored] if monitored is not None else []
+    rollout_blocker = (
+        None if done else blockers.first([blockers.deployment(deployment), *map(blockers.pod, stable_pods)])
+    )
     return Outcome(
         status=status,
         observations=observations
@@ -278,11 +281,10 @@ def _reconcile(
             progress=progress,
             stable_pods=stable_pods,
             canary=canary_state,
-            blocker=None
-            if done
-            else blockers.first([blockers.deployment(deployment), *map(blockers.pod, stable_pods)]),
+            blocker=rollout_blocker,
             route=routing.blocker,
         ),
+        blocker=rollout_blocker or routing.blocker,
         # No watch on HTTPRoutes: look again until the Gateway's controller has answered.
         requeue_after=ROUTE_RECHECK_SECONDS if routing.blocker is not None else None,
     )

@@ -406,6 +406,7 @@ def _observe(
     crashing: list[str] = []
     quota_refusals: list[str] = []
     stuck: list[tuple[str, Blocker]] = []  # services held by what only a change can fix (a wrong image, ...)
+    found_blockers: list[Blocker | None] = []
     for svc in spec.services:
         dep_status = deployments[svc.name].get("status") or {}
         want = 0 if sleeping else svc.replicas
@@ -422,6 +423,7 @@ def _observe(
         elif not rollout(deployments[svc.name], want)[0]:
             # Not before the Deployment controller has seen this template and rolled it out on every replica.
             found = blockers.first([blockers.deployment(deployments[svc.name]), *map(blockers.pod, own_pods)])
+            found_blockers.append(found)
             if found is not None and found.stalled:
                 stuck.append((svc.name, found))
             waiting.append(f"{svc.name} {ready}/{want} ready" + (f" ({found.describe()})" if found else ""))
@@ -456,7 +458,7 @@ def _observe(
     else:
         what = "asleep (sleepAfter); the next update wakes it" if sleeping else "all services ready"
         observations.append(Observation(READY, True, "Asleep" if sleeping else "Ready", what))
-    return Outcome(status=status, observations=observations)
+    return Outcome(status=status, observations=observations, blocker=blockers.first(found_blockers))
 
 
 def _conditions(obj: Manifest) -> dict[str, dict[str, Any]]:

@@ -108,6 +108,22 @@ def test_a_missing_image_is_kubernetes_own_image_pull_error(
     condition = next(c for c in stalled["status"]["conditions"] if c["type"] == "Stalled")
     assert condition["reason"] in ("ErrImagePull", "ImagePullBackOff"), condition
     assert "service web: Pod web-" in condition["message"] and "check the image name" in condition["message"]
+    blocked = stalled["status"]["blockedBy"]
+    assert blocked["kind"] == "Pod" and blocked["name"].startswith("web-") and blocked["reason"] == condition["reason"]
+
+    def said(*reasons: str) -> list[dict[str, Any]]:
+        found = node_cluster.get("-n", team, "events", "--field-selector", "involvedObject.name=ghost")["items"]
+        return [e for e in found if e["reason"] in reasons]
+
+    pulls = wait_for(lambda: said("ErrImagePull", "ImagePullBackOff"), timeout=30, what="the blocker's Event")
+    assert pulls[0]["type"] == "Warning" and pulls[0]["message"].startswith(f"blocked by Pod {blocked['name']}: ")
+    # fixed by a change: the blocker goes, with one Event saying so, and the status no longer names it
+    body["spec"]["services"] = [demo()]
+    apply(node_cluster, body)
+    ready = wait_condition(node_cluster, team, "ghost", "Ready", timeout=120)
+    assert "blockedBy" not in ready["status"]
+    unblocked = wait_for(lambda: said("Unblocked"), timeout=30, what="the Unblocked Event")
+    assert unblocked[0]["type"] == "Normal" and "no longer blocks" in unblocked[0]["message"]
 
 
 def test_a_crashing_container_and_a_failing_probe_keep_the_preview_not_ready(

@@ -19,6 +19,7 @@ import kopf
 import pytest
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import NamespaceQuotaSpec, kind_info
+from plinth.operator.blockers import Blocker
 from plinth.operator.conditions import Observation
 from plinth.operator.errors import Stalled, Waiting
 from plinth.operator.metrics import Metrics
@@ -100,6 +101,48 @@ def test_success_writes_status_once_and_posts_one_event(setup: Any) -> None:
     )
     assert metrics.registry.get_sample_value("plinth_reconcile_lag_seconds_count", {"kind": "NamespaceQuota"}) == 1
     assert metrics.registry.get_sample_value("plinth_reconcile_in_progress", {"kind": "NamespaceQuota"}) == 0
+
+
+def test_one_event_per_change_of_the_blocking_child(setup: Any) -> None:
+    reconciler, kube, events, _ = setup
+
+    def blocked_by(found: Blocker) -> Any:
+        def step(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+            waiting = Observation("Reconciling", True, "RolloutInProgress", "0/1")
+            return Outcome(observations=[waiting], blocker=found)
+
+        return step
+
+    pulling = Blocker("Pod", "web-1", "ImagePullBackOff", 'Back-off pulling image "x"', "2026-01-01T00:00:00Z")
+    for _ in range(3):  # the same blocker on every resync: one Event
+        reconciler.run(INFO, _obj(VALID), blocked_by(pulling))
+    assert kube.patches[-1]["blockedBy"] == {
+        "kind": "Pod",
+        "name": "web-1",
+        "reason": "ImagePullBackOff",
+        "message": 'Back-off pulling image "x"',
+        "since": "2026-01-01T00:00:00Z",
+    }
+    refused = Blocker("Deployment", "web", "FailedCreate", "exceeded quota: plinth-quota")
+    reconciler.run(INFO, _obj(VALID), blocked_by(refused))
+    reconciler.run(INFO, _obj(VALID), _ok)
+    assert kube.patches[-1]["blockedBy"] is None  # removed by the merge patch
+    said = [(t, r, m) for t, r, m in events if r in ("ImagePullBackOff", "FailedCreate", "Unblocked")]
+    assert said == [
+        (
+            "Warning",
+            "ImagePullBackOff",
+            'blocked by Pod web-1: ImagePullBackOff: Back-off pulling image "x" (since '
+            "2026-01-01T00:00:00Z): check the image name and tag, and that the node may pull it (imagePullSecrets)",
+        ),
+        (
+            "Warning",
+            "FailedCreate",
+            "blocked by Deployment web: FailedCreate: exceeded quota: plinth-quota: the "
+            "namespace's ResourceQuota or LimitRange refuses the Pod: set resources or the quota",
+        ),
+        ("Normal", "Unblocked", "Deployment web no longer blocks (was FailedCreate)"),
+    ]
 
 
 def test_invalid_spec_stalls_without_echoing_values(setup: Any) -> None:

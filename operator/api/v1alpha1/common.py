@@ -38,6 +38,7 @@ __all__ = [
     "RESOURCE_QUANTITY_PATTERN",
     "SEMVER_PATTERN",
     "ApiModel",
+    "BlockedBy",
     "Condition",
     "ConditionStatus",
     "DNS1035Label",
@@ -463,6 +464,20 @@ class Condition(ApiModel):
     )
 
 
+class BlockedBy(ApiModel):
+    """The child that keeps the object from being Ready, in its own words (never a Secret's value)."""
+
+    kind: Annotated[str, StringConstraints(max_length=63)] = Field(description="Kind of the child, e.g. Pod.")
+    name: Annotated[str, StringConstraints(max_length=253)] = Field(description="Name of the child.")
+    reason: Annotated[str, StringConstraints(max_length=128)] = Field(
+        description="The child's own reason, e.g. ImagePullBackOff, FailedCreate, NotReady, RoutePending."
+    )
+    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        default="", description="The child's own message (from the kubelet, a controller or the API server)."
+    )
+    since: Time | None = Field(default=None, description="Since when the child says so, when it says (RFC 3339).")
+
+
 class StatusBase(ApiModel):
     """Fields every Plinth status carries."""
 
@@ -482,6 +497,13 @@ class StatusBase(ApiModel):
             "while changes are being applied; Stalled=True when a user must fix something."
         ),
         json_schema_extra=list_map("type"),
+    )
+    blocked_by: BlockedBy | None = Field(
+        default=None,
+        description=(
+            "While not Ready because of one child (a Pod, a Deployment, a route): which, and its own reason; unset "
+            "otherwise. Each change of it is one Event on the object."
+        ),
     )
     last_reconcile_lag_seconds: float | None = Field(
         default=None,
