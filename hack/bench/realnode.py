@@ -3,8 +3,9 @@
     PYTHONSAFEPATH=1 .venv/bin/python hack/bench/realnode.py --pods 50 --previews 20
 
 Boots a fresh cluster with one real node (operator/devnode.py; the builds are cached, so this measures a warm
-boot), then: N Pods of the demo image created at once, each timed from its create call to the first poll that sees
-it Ready (polled every 0.2 s, as a watch would see it; images are local, so no pull time is included); M
+boot), then: N Pods of the demo image created at a steady rate, each timed from its create call to the first poll
+that sees all its containers started (the SIG Scalability SLI) and Ready (polled every 0.2 s from the first create
+on, as a watch would see it; images are local, so no pull time is included); M
 PreviewEnvironments created at once with the operator running, each timed from its create call to the first
 answer of its URL through the ingress on 127.0.0.1 naming its commit; then the RSS of the node's processes at idle.
 Prints one JSON document; docs/local-control-plane.md quotes it with this command.
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -52,41 +54,66 @@ def summary(values: list[float]) -> dict[str, Any]:
     }
 
 
-def pod_startup(cluster: devcluster.LocalCluster, count: int) -> dict[str, Any]:
+def _pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "bench-pods"},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True},
+            "containers": [
+                {
+                    "name": "web",
+                    "image": devimages.DEMO_WEB,
+                    "imagePullPolicy": "Never",
+                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1},
+                    "resources": {"requests": {"cpu": "1m", "memory": "8Mi"}},
+                }
+            ],
+        },
+    }
+
+
+def pod_startup(cluster: devcluster.LocalCluster, count: int, rate: float) -> dict[str, Any]:
+    """*count* Pods created at *rate* per second while a poller (every 0.2 s, from the first create on) notes when
+    each is first seen with every container started (the SIG Scalability SLI) and when Ready (its probe passed)."""
     kubectl(cluster, "create", "namespace", "bench-pods")
     created: dict[str, float] = {}
+    started: dict[str, float] = {}
     ready: dict[str, float] = {}
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            items = json.loads(kubectl(cluster, "-n", "bench-pods", "get", "pods", "-o", "json"))["items"]
+            now = time.monotonic()
+            for pod in items:
+                name, status = pod["metadata"]["name"], pod.get("status") or {}
+                running = status.get("containerStatuses") or []
+                if name not in started and running and all("running" in (c.get("state") or {}) for c in running):
+                    started[name] = now
+                conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+                if name not in ready and conditions.get("Ready") == "True":
+                    ready[name] = now
+            if len(ready) == count:
+                return
+            done.wait(0.2)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    first = time.monotonic()
     for i in range(count):
         name = f"p{i:03d}"
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": "bench-pods"},
-            "spec": {
-                "securityContext": {"runAsNonRoot": True},
-                "containers": [
-                    {
-                        "name": "web",
-                        "image": devimages.DEMO_WEB,
-                        "imagePullPolicy": "Never",
-                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1},
-                        "resources": {"requests": {"cpu": "1m", "memory": "8Mi"}},
-                    }
-                ],
-            },
-        }
+        time.sleep(max(0.0, first + i / rate - time.monotonic()))
         created[name] = time.monotonic()
-        kubectl(cluster, "create", "-f", "-", input=json.dumps(pod))
-    while len(ready) < count:
-        items = json.loads(kubectl(cluster, "-n", "bench-pods", "get", "pods", "-o", "json"))["items"]
-        now = time.monotonic()
-        for pod in items:
-            name = pod["metadata"]["name"]
-            conds = {c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []}
-            if name not in ready and conds.get("Ready") == "True":
-                ready[name] = now
-        time.sleep(0.2)
-    result = summary([ready[n] - created[n] for n in created])
+        kubectl(cluster, "create", "-f", "-", input=json.dumps(_pod(name)))
+    poller.join(timeout=600)
+    done.set()
+    result = {
+        "rate_per_s": rate,
+        "create_to_containers_started": summary([started[n] - created[n] for n in created if n in started]),
+        "create_to_ready": summary([ready[n] - created[n] for n in created if n in ready]),
+    }
     kubectl(cluster, "delete", "namespace", "bench-pods", "--wait=true", "--timeout=300s")
     return result
 
@@ -177,6 +204,7 @@ def node_rss(directory: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pods", type=int, default=50)
+    parser.add_argument("--pod-rate", type=float, default=1.0, help="Pods created per second")
     parser.add_argument("--previews", type=int, default=20)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="plinth-realnode-"))
@@ -187,7 +215,7 @@ def main() -> None:
     boot = time.monotonic() - started
     try:
         result: dict[str, Any] = {"boot_to_dns_and_ingress_ready_s": round(boot, 1)}
-        result["pod_startup"] = pod_startup(cluster, args.pods)
+        result["pod_startup"] = pod_startup(cluster, args.pods, args.pod_rate)
         result["preview_create_to_url"] = preview_to_url(cluster, args.previews, workdir)
         time.sleep(20)  # idle: let the last rollouts and probes settle before reading RSS
         result["idle_rss_mb_with_the_previews_running"] = node_rss(workdir / "cluster")
