@@ -2,7 +2,7 @@
 
 Python frees what a burst or a restart allocated (LIST responses, watch events, bodies queued for handlers), but
 glibc's allocator keeps most of it: freed chunks between live ones stay in the process, and RSS stays at the peak for
-as long as the operator runs. Two levers, both measured in docs/performance.md:
+as long as the operator runs. Two levers (docs/performance.md, "What makes these figures"):
 - ``limit_arenas``: glibc gives each thread that meets contention an arena of its own (up to 8 per core), each
   keeping its own freed memory; the executor's 20 threads reconcile in bursts. Two arenas serve them as well.
 - ``malloc_trim``: returns every free page to the operating system, also from the middle of the heap. The operator
