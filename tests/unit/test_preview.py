@@ -27,6 +27,8 @@ def owner(name: str = "shop", namespace: str = "team-shop", pr: int = 1234, **sp
         "team": "shop",
         **spec,
     }
+    if not body.get("services") and not body.get("models"):
+        body["services"] = [{"name": "web", "image": "ghcr.io/acme/web:1"}]  # a preview runs something
     return {
         "apiVersion": "plinth.dev/v1alpha1",
         "kind": "PreviewEnvironment",

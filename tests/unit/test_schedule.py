@@ -213,6 +213,7 @@ def _ready(generation: int = 1) -> dict[str, Any]:
 
 def _preview(spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     base = {"source": {"repository": "github.com/a/b", "pullRequest": 1, "commit": "a" * 40}, "team": "t", "ttl": "2h"}
+    base["services"] = [{"name": "web", "image": "web:1"}]
     return {"metadata": {"generation": 1}, "spec": {**base, **spec}, "status": status}
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "LabelSelector",
     "LabelSelectorRequirement",
     "LocalObjectReference",
+    "PositiveDuration",
     "Quantity",
     "ResourceList",
     "StatusBase",
@@ -180,6 +181,29 @@ DNS1123Label = Annotated[str, StringConstraints(min_length=1, max_length=63, pat
 DNS1035Label = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS1035_LABEL_PATTERN)]
 DNS1123Subdomain = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN)]
 Duration = Annotated[str, StringConstraints(min_length=2, max_length=64, pattern=DURATION_PATTERN)]
+_POSITIVE_DURATION = "must be longer than 0s"
+
+
+def _positive_duration(value: str) -> str:
+    if parse_duration(value) <= 0:
+        raise ValueError(_POSITIVE_DURATION)
+    return value
+
+
+#: A Go duration that must not be zero (a timeout, a time to live): 0s would act at once.
+PositiveDuration = Annotated[
+    Duration,
+    AfterValidator(_positive_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 2,
+            "maxLength": 64,
+            "pattern": DURATION_PATTERN,
+            **validations(cel("duration(self) > duration('0s')", _POSITIVE_DURATION)),
+        }
+    ),
+]
 
 _DURATION_UNITS = {
     "ns": Decimal("1e-9"),
@@ -300,8 +324,36 @@ Quantity = Annotated[
     ),
 ]
 
+#: A qualified name, as resource names and label keys are: ``cpu``, ``requests.memory``, ``nvidia.com/gpu``,
+#: ``plinth.dev/team``.
+RESOURCE_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_RESOURCE_NAME_RE = re.compile(RESOURCE_NAME_PATTERN)
+_RESOURCE_NAMES = "resource names are qualified names such as cpu, requests.memory or nvidia.com/gpu"
+
+
+def _resource_names(value: dict[str, str]) -> dict[str, str]:
+    bad = sorted(k for k in value if len(k) > 253 or not _RESOURCE_NAME_RE.match(k))
+    if bad:
+        raise ValueError(f"{_RESOURCE_NAMES}; not: {', '.join(repr(k[:64]) for k in bad[:3])}")
+    return value
+
+
 #: Resource name (``cpu``, ``memory``, ``requests.cpu``, ``nvidia.com/gpu``...) -> quantity.
-ResourceList = Annotated[dict[str, Quantity], Field(max_length=MAX_RESOURCES)]
+ResourceList = Annotated[
+    dict[str, Quantity],
+    AfterValidator(_resource_names),
+    Field(
+        max_length=MAX_RESOURCES,
+        json_schema_extra={
+            "maxProperties": MAX_RESOURCES,
+            **validations(
+                cel(f"self.all(k, size(k) <= 253 && k.matches(r'{RESOURCE_NAME_PATTERN}'))", _RESOURCE_NAMES)
+            ),
+        },
+    ),
+]
 
 
 def quantity_exceeds(small: dict[str, str] | None, large: dict[str, str] | None) -> list[str]:
@@ -403,6 +455,15 @@ class LabelSelector(ApiModel):
             default=None,
             max_length=64,
             description="Labels that must all be present with exactly these values.",
+            json_schema_extra={
+                "maxProperties": 64,
+                **validations(
+                    cel(
+                        f"self.all(k, size(k) <= 253 && k.matches(r'{RESOURCE_NAME_PATTERN}'))",
+                        "label keys are qualified names such as team or plinth.dev/team",
+                    )
+                ),
+            },
         )
     )
     match_expressions: list[LabelSelectorRequirement] | None = Field(
@@ -410,6 +471,13 @@ class LabelSelector(ApiModel):
         max_length=32,
         description="Label requirements that must all be satisfied.",
     )
+
+    @model_validator(mode="after")
+    def _qualified_keys(self) -> LabelSelector:
+        bad = [k for k in self.match_labels or {} if len(k) > 253 or not _RESOURCE_NAME_RE.match(k)]
+        if bad:
+            raise ValueError("label keys are qualified names such as team or plinth.dev/team")
+        return self
 
     def is_empty(self) -> bool:
         """An empty selector matches every object, which is never what a quota wants."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, Strict, StringConstraints, model_validator
 
 from .common import (
     SEMVER_PATTERN,
@@ -14,6 +14,7 @@ from .common import (
     Duration,
     GatewayRef,
     LocalObjectReference,
+    PositiveDuration,
     ResourceList,
     StatusBase,
     Time,
@@ -59,7 +60,7 @@ _ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 SemVer = Annotated[str, StringConstraints(max_length=64, pattern=SEMVER_PATTERN)]
 ModelUri = Annotated[str, StringConstraints(max_length=2048, pattern=MODEL_URI_PATTERN)]
 Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 Outcome = Literal["Active", "Promoted", "RolledBack", "Superseded"]
 
 _URI_HELP = (
@@ -240,7 +241,11 @@ class RateLimit(ApiModel):
     """A token bucket per bearer token (one bucket for all callers without auth)."""
 
     requests_per_second: float = Field(
-        ge=0.001, le=1_000_000, description="Requests per second each token may make on average, e.g. 50."
+        ge=0.001,
+        le=1_000_000,
+        description="Requests per second each token may make on average, e.g. 50.",
+        # The API server compares an integer against the minimum truncated to an integer (0 would pass).
+        json_schema_extra=validations(cel("double(self) >= 0.001", "must be at least 0.001")),
     )
     burst: int | None = Field(
         default=None,
@@ -343,13 +348,13 @@ class CanaryRollback(ApiModel):
 
     max_restarts: int = Field(
         default=3,
-        ge=0,
+        ge=1,
         le=100,
         description=(
             "Roll the canary back when one of its containers has restarted this many times, or is in CrashLoopBackOff."
         ),
     )
-    ready_timeout: Duration = Field(
+    ready_timeout: PositiveDuration = Field(
         default="10m",
         description=(
             "Roll the canary back when its pods are not all Ready this long after it started (Go duration, e.g. "
@@ -409,7 +414,10 @@ class ServiceLevelObjective(ApiModel):
         description="PromQL for a latency in seconds (e.g. a p99 from histogram_quantile); placeholders as above.",
     )
     max_latency_seconds: float | None = Field(
-        default=None, ge=0.001, description="Alert when the latency is above this, in seconds (default 1)."
+        default=None,
+        ge=0.001,
+        description="Alert when the latency is above this, in seconds (default 1).",
+        json_schema_extra=validations(cel("double(self) >= 0.001", "must be at least 0.001")),
     )
     for_: Duration = Field(
         default="5m", alias="for", description="How long the objective must be missed before the alert fires."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from .common import (
     DNS1123_SUBDOMAIN_PATTERN,
@@ -12,8 +12,8 @@ from .common import (
     DNS1035Label,
     DNS1123Label,
     DNS1123Subdomain,
-    Duration,
     GatewayRef,
+    PositiveDuration,
     StatusBase,
     Time,
     UniqueStrings,
@@ -71,8 +71,8 @@ class PreviewSource(ApiModel):
         default=None,
         description="Commit SHA being previewed (7 to 64 lowercase hex digits). CI updates it on every push.",
     )
-    branch: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = Field(
-        default=None, description="Branch of the pull request, for display."
+    branch: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")] | None = (
+        Field(default=None, description="Branch of the pull request, for display.")
     )
 
 
@@ -90,7 +90,7 @@ class PreviewService(ApiModel):
         default=None,
         description="CPU and memory of each replica. When unset, the namespace's defaults (NamespaceQuota) apply.",
     )
-    expose: bool = Field(
+    expose: StrictBool = Field(
         default=True,
         description="Route traffic from the preview's ingress host to this service (requires ingress).",
     )
@@ -181,7 +181,7 @@ class PreviewIngress(ApiModel):
             "shop-pr-1234.preview.example.com); a wildcard DNS record must point *.<domain> at the ingress controller."
         )
     )
-    class_name: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = Field(
+    class_name: DNS1123Subdomain | None = Field(
         default=None,
         description=(
             "IngressClass to use, e.g. nginx. Defaults to the cluster's default IngressClass. A class that does not "
@@ -204,8 +204,32 @@ class PreviewIngress(ApiModel):
     )
 
 
+_NOTHING_TO_RUN = "a preview runs at least one service or model"
+_SECRET_NAMES = "secrets: each Secret name (copyFrom.name or generate.name) appears once"
+_SECRET_NAME_CEL = "(has({0}.copyFrom) ? {0}.copyFrom.name : (has({0}.generate) ? {0}.generate.name : ''))"
+
+
 class PreviewEnvironmentSpec(ApiModel):
     """What to run for the pull request, for how long, and how to reach it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "(has(self.services) && size(self.services) > 0) || (has(self.models) && size(self.models) > 0)",
+                _NOTHING_TO_RUN,
+                field_path=".services",
+            ),
+            cel(
+                "!has(self.secrets) || self.secrets.all(a, self.secrets.exists_one(b, "
+                + _SECRET_NAME_CEL.format("b")
+                + " == "
+                + _SECRET_NAME_CEL.format("a")
+                + "))",
+                _SECRET_NAMES,
+                field_path=".secrets",
+            ),
+        )
+    )
 
     source: PreviewSource = Field(description="The pull request being previewed.")
     team: DNS1123Label = Field(
@@ -214,14 +238,14 @@ class PreviewEnvironmentSpec(ApiModel):
             "team's NamespaceQuota applies."
         )
     )
-    ttl: Duration = Field(
+    ttl: PositiveDuration = Field(
         default="72h",
         description=(
             "How long the environment lives after it was last applied, as a duration such as 72h or 30m. "
             "Re-applying the object (e.g. on every push) extends it; when it expires the environment is deleted."
         ),
     )
-    sleep_after: Duration | None = Field(
+    sleep_after: PositiveDuration | None = Field(
         default=None,
         description=(
             "Scale every service to zero after this long without a change to the object (e.g. 8h); the next "
@@ -249,6 +273,15 @@ class PreviewEnvironmentSpec(ApiModel):
         default=None,
         description="Expose the preview on a public host. When unset, services are reachable only in the cluster.",
     )
+
+    @model_validator(mode="after")
+    def _runs_something_with_distinct_secrets(self) -> PreviewEnvironmentSpec:
+        if not self.services and not self.models:
+            raise ValueError(_NOTHING_TO_RUN)
+        names = [s.secret_name for s in self.secrets]
+        if len(set(names)) != len(names):
+            raise ValueError(_SECRET_NAMES)
+        return self
 
 
 class PreviewServiceStatus(ApiModel):
