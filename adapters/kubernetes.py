@@ -43,13 +43,40 @@ class NamespaceTerminating(Exception):  # noqa: N818 — mirrors the API's cause
     """The target namespace is being deleted: nothing new can be created in it."""
 
 
+class Refused(Exception):  # noqa: N818 — mirrors the API's answer
+    """The API server refused the object as written: 422 Invalid (a field it does not accept, an immutable field
+    changed) or 403 from admission (a quota, policy or webhook). *reason* is the API's (``Invalid``, ``Forbidden``);
+    *message* is the API server's, except for Secrets, where it could quote what was written."""
+
+    def __init__(self, kind: str, namespace: str | None, name: str, reason: str, message: str) -> None:
+        super().__init__(f"{kind} {namespace or ''}/{name}: {reason}: {message}")
+        self.kind, self.namespace, self.name, self.reason, self.message = kind, namespace, name, reason, message
+
+
+def _refusal(manifest: Manifest, err: ApiException) -> Refused | None:
+    status = getattr(err, "status", None)
+    if status not in (403, 422):
+        return None
+    try:
+        body = json.loads(getattr(err, "body", None) or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    meta, kind = manifest["metadata"], manifest["kind"]
+    reason = str(body.get("reason") or ("Invalid" if status == 422 else "Forbidden"))
+    message = str(body.get("message") or "")
+    if kind == "Secret":
+        message = f"the API server refused the Secret ({reason}); its data is not repeated here"
+    return Refused(kind, meta.get("namespace"), meta["name"], reason, message)
+
+
 class KubernetesObjects(Protocol):
     """What reconcilers may do with Kubernetes objects."""
 
     def apply(self, manifest: Manifest, *, live: Manifest | None = None) -> Manifest:
         """Server-side apply. With ``metadata.resourceVersion`` set it is a compare-and-swap: raises Conflict.
-        Raises NamespaceTerminating when the object's namespace is being deleted. With *live* (the object as just
-        read), nothing is sent when it already holds exactly this manifest (see ``up_to_date``): *live* is returned."""
+        Raises NamespaceTerminating when the object's namespace is being deleted, Refused when the API server does not
+        accept the object. With *live* (the object as just read), nothing is sent when it already holds exactly this
+        manifest (see ``up_to_date``): *live* is returned."""
         ...
 
     def get(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> Manifest | None:
@@ -233,6 +260,8 @@ class DynamicKubernetes:
                 raise Conflict(f"{manifest['kind']} {meta.get('namespace', '')}/{meta['name']} changed") from err
             if getattr(err, "status", None) == 403 and "NamespaceTerminating" in str(getattr(err, "body", "")):
                 raise NamespaceTerminating(f"namespace {meta.get('namespace')} is being deleted") from err
+            if (refused := _refusal(manifest, err)) is not None:
+                raise refused from None  # the original's body could quote a Secret's data
             raise
         applied: Manifest = result
         return applied

@@ -31,6 +31,9 @@ REASONS: dict[str, tuple[bool, str]] = {
     "PodInitializing": (False, "init containers are running"),
     "NotReady": (False, "the readiness probe has not passed yet: check the probe's path and port"),
     "Pending": (False, "waiting for the scheduler"),
+    "NoEndpoints": (False, "the Pods are Ready but the Service lists none yet: check its selector and target port"),
+    "Invalid": (True, "the API server refuses the child built from this spec: change the field its message names"),
+    "Forbidden": (True, "an admission policy, quota or RBAC rule refuses the child: read the message"),
     "GatewayAPINotInstalled": (True, "install the Gateway API CRDs and an implementation, or remove the route"),
     "GatewayNotFound": (True, "create the Gateway, or point the route at one that exists"),
     "NotAllowedByListeners": (True, "the Gateway's listeners do not admit routes from this namespace: allowedRoutes"),
@@ -138,6 +141,21 @@ def deployment(obj: Manifest) -> Blocker | None:
             progressing.get("lastTransitionTime"),
         )
     return None
+
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def service(name: str, slices: Iterable[Manifest]) -> Blocker | None:
+    """A Service with no ready endpoint in any of its EndpointSlices, although its Pods are Ready: requests to it
+    would find nobody (a selector or named port no Pod matches, or the EndpointSlice controller not caught up yet).
+    An endpoint whose ``ready`` is unset counts as ready, as the API says consumers should."""
+    for found in slices:
+        if (found["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) != name:
+            continue
+        if any((e.get("conditions") or {}).get("ready") is not False for e in found.get("endpoints") or []):
+            return None
+    return Blocker("Service", name, "NoEndpoints", "no ready endpoint backs it")
 
 
 def http_route(obj: Manifest, parent: Mapping[str, str]) -> Blocker | None:

@@ -16,7 +16,7 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 import kopf
-from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.adapters.kubernetes import KubernetesObjects, Manifest, Refused
 from plinth.operator.api.v1alpha1 import API_VERSION, Condition, KindInfo
 from plinth.operator.blockers import Blocker
 from plinth.operator.conditions import (
@@ -44,6 +44,9 @@ Latest = Callable[[str], Manifest | None]
 # Conditions worth an Event when they change; Reconciling comes and goes with every wait and would only add noise.
 _EVENTFUL = frozenset({READY, STALLED}) | NEGATIVE_POLARITY
 # Stalled reasons that are a policy saying no (counted in plinth_policy_denials_total), not a broken spec or image.
+#: A child the API server refused is looked at again this often: an admission policy, quota or RBAC rule that
+#: refused it may change without any change to the owner.
+REFUSED_RECHECK_SECONDS = 60.0
 POLICY_REASONS = frozenset({"SecretCopyRefused", "TeamMismatch", "NamespaceConflict"})
 
 
@@ -327,6 +330,12 @@ class Reconciler:
         except Waiting as err:
             waiting = Outcome(status=err.status, observations=[Observation(RECONCILING, True, err.reason, err.message)])
             return waiting, "waiting", kopf.TemporaryError(err.message, delay=err.delay)
+        except Refused as err:
+            # The child as built cannot exist: Stalled, in the API server's words, the child named as the blocker.
+            child = Blocker(err.kind, err.name, err.reason, err.message)
+            message = f"{child.describe()}: {child.hint}"[:1024]
+            refused = Outcome(observations=[Observation(STALLED, True, err.reason, message)], blocker=child)
+            return refused, "stalled", kopf.TemporaryError(message, delay=REFUSED_RECHECK_SECONDS)
         except Exception as err:  # unexpected: keep the operator up, report, retry with back-off
             log.exception("reconcile failed", extra={"ref": _ref(info.kind, obj["metadata"])})
             message = f"reconcile failed: {type(err).__name__}; see the operator log"
@@ -353,7 +362,7 @@ class Reconciler:
         the blocking child before and now (``_post_blocker``)."""
         if self.emit is None:
             return
-        self._post_blocker(obj, *blocked)
+        named = self._post_blocker(obj, *blocked)
         before = {c.type: c.status for c in previous}
         after = {c.type: c for c in current}
         trace = current_trace_id()
@@ -361,6 +370,8 @@ class Reconciler:
         for type_, cond in after.items():
             if type_ in _EVENTFUL and before.get(type_) != cond.status:
                 healthy = (cond.status == "True") == (type_ == READY)
+                if not healthy and cond.reason == named:
+                    continue  # the blocker's Event just said it
                 self.emit(
                     obj,
                     "Normal" if healthy else "Warning",
@@ -371,24 +382,27 @@ class Reconciler:
             if type_ in _EVENTFUL and before[type_] == "True":
                 self.emit(obj, "Normal", f"{type_}Resolved", f"{type_} no longer holds{suffix}")
 
-    def _post_blocker(self, obj: Manifest, before: Manifest | None, now: Blocker | None) -> None:
-        """One Event per change of the blocking child (kind, name or reason), none while the same one persists."""
+    def _post_blocker(self, obj: Manifest, before: Manifest | None, now: Blocker | None) -> str | None:
+        """One Event per change of the blocking child (kind, name or reason), none while the same one persists.
+        Returns the reason of the Warning it posted, so the conditions' transitions do not say it again."""
         if self.emit is None:
-            return
+            return None
         key = (now.kind, now.name, now.reason) if now is not None else None
         if key == ((before["kind"], before["name"], before["reason"]) if before else None):
-            return
+            return None
         if now is not None:
             self.emit(
                 obj, "Warning", now.reason, f"blocked by {now.describe()}" + (f": {now.hint}" if now.hint else "")
             )
-        elif before is not None:
+            return now.reason
+        if before is not None:
             self.emit(
                 obj,
                 "Normal",
                 "Unblocked",
                 f"{before['kind']} {before['name']} no longer blocks (was {before['reason']})",
             )
+        return None
 
 
 def _validation_message(err: ValidationError) -> str:

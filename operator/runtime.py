@@ -221,7 +221,7 @@ def kopf_settings(settings: Settings, *, standalone: bool = True, stream_lists: 
     s.networking.error_backoffs = [1, 2, 5, 10, 30]
     # Children are watched to repair drift and follow rollouts. Handler label filters are applied client-side, so
     # without these server-side selectors the operator would stream every Deployment in the cluster. (Pods are not
-    # watched at all: see handlers.common.status_digest.)
+    # watched at all, only the Warning Events about them: see handlers.common.POD_WARNINGS.)
     for resource, owner_label in (
         (("apps", "deployments"), MANAGED_BY_SELECTOR),
         ("resourcequotas", quota.OWNER_LABEL),
@@ -229,6 +229,10 @@ def kopf_settings(settings: Settings, *, standalone: bool = True, stream_lists: 
         (("networking.k8s.io", "networkpolicies"), quota.OWNER_LABEL),
     ):
         s.watching.label_selectors[resource] = owner_label
+    # Imported here, as in run(): importing the handlers' package registers them.
+    from plinth.operator.handlers.common import POD_WARNINGS, POD_WARNINGS_SELECTOR
+
+    s.watching.field_selectors[POD_WARNINGS] = POD_WARNINGS_SELECTOR
     return s
 
 

@@ -63,7 +63,10 @@ def canary_track(spec: ModelDeploymentSpec, stable_replicas: int, server_image: 
     wanted = stable_replicas * percent / (100 - percent) if percent < 100 else stable_replicas
     replicas = max(1, round(wanted))
     image = canary.image or spec.runtime.image
-    return Track("canary", canary.version, canary.uri, image or server_image, replicas, image is None)
+    return Track(CANARY_TRACK, canary.version, canary.uri, image or server_image, replicas, image is None)
+
+
+CANARY_TRACK = "canary"
 
 
 def deployment_name(owner: Manifest, track: str) -> str:

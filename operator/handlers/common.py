@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 import kopf
-from plinth.operator.index import Index
+from plinth.operator.index import Index, Indexed
 from plinth.operator.schedule import ScheduledKind
 
 # Objects not Ready at their generation are reconciled again this often, when nothing else has meanwhile.
@@ -55,6 +55,31 @@ def reconcile_on_change(resource: tuple[str, str, str], kind: ScheduledKind) -> 
         kind.reconcile_soon(memo.reconciler, memo, body["metadata"]["uid"])  # follow() indexed it a moment ago
 
 
+# What only a Pod shows (an image that cannot be pulled, a crash loop, a failing probe, a missing Secret key) is also
+# what its kubelet posts a Warning Event about: one watch of those, filtered by the API server (runtime.py), reaches
+# the Pod's owner within a second, where a watch of every Pod would hold every Pod's body. A healthy start posts none.
+POD_WARNINGS = ("v1", "events")
+POD_WARNINGS_SELECTOR = "type=Warning,involvedObject.kind=Pod"
+
+
+def warned_pod(type: str | None, body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(namespace, name) of the Pod a new or repeated Warning Event is about; None for the initial listing (a starting
+    operator resumes every object anyway), a deletion, or anything else."""
+    involved = body.get("involvedObject") or {}
+    if type not in ("ADDED", "MODIFIED") or body.get("type") != "Warning" or involved.get("kind") != "Pod":
+        return None
+    namespace, name = involved.get("namespace"), involved.get("name")
+    return (namespace, name) if namespace and name else None
+
+
+def wake_not_ready(kind: ScheduledKind, entries: Iterable[Indexed], memo: kopf.Memo) -> None:
+    """Reconcile each of *entries* that is not Ready (a Ready owner's Pods are healthy enough, or its Deployment's
+    counts will say otherwise)."""
+    for entry in entries:
+        if not entry.deleting and not_ready(entry.body()):
+            kind.reconcile_soon(memo.reconciler, memo, entry.uid)
+
+
 def not_ready(body: kopf.Body | Mapping[str, Any]) -> bool:
     """Not Ready for its current generation. A reconcile triggered by a child's event is not retried when it fails
     (e.g. the API server was down); the schedule looks at such objects again, every RETRY_SECONDS at first and less
@@ -69,8 +94,8 @@ def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:
     """What an owner's status can depend on in a child's state. Events that leave it unchanged (a Deployment's
     rollout bookkeeping, the quota controller counting usage) need no reconcile of the owner: most child events.
 
-    Pods are not watched at all: readiness reaches the owner through its Deployment's counts, and crash loops (the
-    one thing only a Pod shows) are read by the retries that every object not Ready gets from the schedule.
+    Pods are not watched at all: readiness reaches the owner through its Deployment's counts, and what only a Pod
+    shows through its kubelet's Warning Events (``POD_WARNINGS``) and the retries every object not Ready gets.
     Watching them cost the largest share of the operator's memory (every Pod's full body, managedFields included,
     held while its events queue) and of its event handling in a burst (several events per Pod start)."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}

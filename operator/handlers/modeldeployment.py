@@ -1,8 +1,8 @@
 """ModelDeployment handlers: reconcile on create/update/resume, and whenever its Deployment's rollout or readiness
 changes — found through an index by namespace/name. Resyncs, retries and canary checks come from the operator-wide
 schedule (schedule.py) as ``timing`` asks. No delete handler and so no finalizer: children are owned and
-garbage-collected. Pods are not watched (see ``handlers.common``): crash loops are read by the
-retries a not-Ready object gets from the schedule."""
+garbage-collected. Pods are not watched (see ``handlers.common``): a Warning Event about one of its Pods re-evaluates a
+model that is not Ready."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, kind_info
 from plinth.operator.builders import model
-from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready, reconcile_on_change
+from plinth.operator.handlers.common import (
+    POD_WARNINGS,
+    RETRY_SECONDS,
+    follow,
+    not_ready,
+    reconcile_on_change,
+    wake_not_ready,
+    warned_pod,
+)
 from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import modeldeployment
@@ -67,3 +75,15 @@ async def child_changed(
         return
     for entry in INDEX.under(f"{namespace}/{labels[model.OWNER_LABEL]}"):
         SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)
+
+
+@kopf.on.event(*POD_WARNINGS, id="pod-warning-modeldeployment")
+async def pod_warned(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A kubelet's Warning about a Pod of a model's Deployment (``<deployment>-<hash>-<id>``; the canary's is
+    ``<name>-canary``): what the Deployment's counts do not show (a bad image, a crash loop) reaches the model now."""
+    if (pod := warned_pod(type, body)) is None:
+        return
+    namespace, name = pod
+    deployment = name.rsplit("-", 2)[0]
+    for owner in {deployment, deployment.removesuffix(f"-{model.CANARY_TRACK}")}:
+        wake_not_ready(SCHEDULED, INDEX.under(f"{namespace}/{owner}"), memo)

@@ -11,7 +11,14 @@ import kopf
 from plinth.adapters.kubernetes import Manifest
 from plinth.operator.api.v1alpha1 import GROUP, VERSION, PreviewEnvironmentSpec, kind_info
 from plinth.operator.builders import preview, quota
-from plinth.operator.handlers.common import follow, not_ready, reconcile_on_change
+from plinth.operator.handlers.common import (
+    POD_WARNINGS,
+    follow,
+    not_ready,
+    reconcile_on_change,
+    wake_not_ready,
+    warned_pod,
+)
 from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import previewenvironment
@@ -67,11 +74,19 @@ def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "modeldeployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
 async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """Readiness, quota refusals and NamespaceQuota's reservation show up on children first (crash loops: see
-    ``timing``). Async: the filter and the coalescing run on the event loop, so only a reconcile that will happen
+    """Readiness, quota refusals and NamespaceQuota's reservation show up on children first (what only Pods show:
+    ``pod_warned``). Async: the filter and the coalescing run on the event loop, so only a reconcile that will happen
     takes a thread."""
     if not type or namespace is None or not memo.children.changed("previewenvironment", type, body):
         return
     for entry in INDEX.under(namespace):
         if not entry.deleting:
             SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)
+
+
+@kopf.on.event(*POD_WARNINGS, id="pod-warning-previewenvironment")
+async def pod_warned(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A kubelet's Warning about a Pod in a preview's namespace (a bad image, a crash loop, a failing probe) reaches
+    the preview now, not at its next retry."""
+    if (pod := warned_pod(type, body)) is not None:
+        wake_not_ready(SCHEDULED, INDEX.under(pod[0]), memo)

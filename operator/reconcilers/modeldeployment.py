@@ -38,7 +38,12 @@ from plinth.operator.reconcilers import (
     owned_pods,
     recording,
 )
-from plinth.operator.reconcilers.workloads import crash_looping, rollout
+from plinth.operator.reconcilers.workloads import (
+    ENDPOINTS_RECHECK_SECONDS,
+    crash_looping,
+    endpoint_slices,
+    rollout,
+)
 from plinth.operator.settings import SERVING_IMAGE
 from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 
@@ -267,13 +272,13 @@ def _reconcile(
         "readyReplicas": stable_ready,
         "history": history,
     }
-    observations = [monitored] if monitored is not None else []
     rollout_blocker = (
         None if done else blockers.first([blockers.deployment(deployment), *map(blockers.pod, stable_pods)])
     )
+    unserved = _unserved(kube, name, namespace) if done and stable_ready else None
     return Outcome(
         status=status,
-        observations=observations
+        observations=([monitored] if monitored is not None else [])
         + _observe(
             deployment=name,
             stable=stable,
@@ -282,12 +287,21 @@ def _reconcile(
             stable_pods=stable_pods,
             canary=canary_state,
             blocker=rollout_blocker,
-            route=routing.blocker,
+            serving=unserved or routing.blocker,
         ),
-        blocker=rollout_blocker or routing.blocker,
-        # No watch on HTTPRoutes: look again until the Gateway's controller has answered.
-        requeue_after=ROUTE_RECHECK_SECONDS if routing.blocker is not None else None,
+        blocker=rollout_blocker or unserved or routing.blocker,
+        # No watch on EndpointSlices or HTTPRoutes: look again until they serve.
+        requeue_after=ENDPOINTS_RECHECK_SECONDS
+        if unserved is not None
+        else ROUTE_RECHECK_SECONDS
+        if routing.blocker is not None
+        else None,
     )
+
+
+def _unserved(kube: KubernetesObjects, name: str, namespace: str) -> Blocker | None:
+    """Ready Pods serve nobody until the Service lists them."""
+    return blockers.service(name, endpoint_slices(kube, namespace, [name]))
 
 
 def _apply_stable(
@@ -463,8 +477,10 @@ def _observe(
     stable_pods: list[Manifest],
     canary: dict[str, Any] | None,
     blocker: Blocker | None,
-    route: Blocker | None = None,
+    serving: Blocker | None = None,
 ) -> list[Observation]:
+    """*blocker* keeps the rollout from completing; *serving*, what keeps a completed one from serving (a Service
+    without endpoints, a route not accepted)."""
     crashing = crash_looping(stable_pods)
     observations: list[Observation] = []
     phase = (canary or {}).get("phase")
@@ -514,10 +530,10 @@ def _observe(
         observations.append(
             Observation(RECONCILING, True, "RolloutInProgress", f"version {stable.version}: {progress}{waiting}"[:1024])
         )
-    elif route is not None and route.stalled:
-        observations.append(Observation(STALLED, True, route.reason, f"{route.describe()}: {route.hint}"[:1024]))
-    elif route is not None:
-        observations.append(Observation(RECONCILING, True, route.reason, route.describe()[:1024]))
+    elif serving is not None and serving.stalled:
+        observations.append(Observation(STALLED, True, serving.reason, f"{serving.describe()}: {serving.hint}"[:1024]))
+    elif serving is not None:
+        observations.append(Observation(RECONCILING, True, serving.reason, serving.describe()[:1024]))
     elif phase == "Progressing" and canary is not None:
         observations.append(
             Observation(

@@ -40,7 +40,12 @@ from plinth.operator.reconcilers import (
     recording,
 )
 from plinth.operator.reconcilers.claims import owner_of, select_namespaces
-from plinth.operator.reconcilers.workloads import crash_looping, rollout
+from plinth.operator.reconcilers.workloads import (
+    ENDPOINTS_RECHECK_SECONDS,
+    crash_looping,
+    endpoint_slices,
+    rollout,
+)
 from plinth.operator.settings import FINALIZER
 from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 
@@ -173,7 +178,8 @@ def _reconcile(
         kube.apply(recording(preview.namespace(obj, spec, request), wanted), live=live_ns)
 
     status["url"] = next(iter(preview.urls(obj, spec).values()), None)
-    return _observe(obj, spec, status, applied, owned_pods(kube, live, target, _owned(obj)))
+    pods = owned_pods(kube, live, target, _owned(obj))
+    return _observe(obj, spec, status, applied, pods, kube=kube, target=target)
 
 
 def finalize(kube: KubernetesObjects, obj: Manifest) -> bool:
@@ -397,6 +403,9 @@ def _observe(
     status: dict[str, Any],
     applied: list[Manifest],
     pods: list[Manifest],
+    *,
+    kube: KubernetesObjects,
+    target: str,
 ) -> Outcome:
     sleeping = bool(status["sleeping"])
     urls = preview.urls(obj, spec)
@@ -407,6 +416,7 @@ def _observe(
     quota_refusals: list[str] = []
     stuck: list[tuple[str, Blocker]] = []  # services held by what only a change can fix (a wrong image, ...)
     found_blockers: list[Blocker | None] = []
+    rolled_out: list[str] = []
     for svc in spec.services:
         dep_status = deployments[svc.name].get("status") or {}
         want = 0 if sleeping else svc.replicas
@@ -427,6 +437,14 @@ def _observe(
             if found is not None and found.stalled:
                 stuck.append((svc.name, found))
             waiting.append(f"{svc.name} {ready}/{want} ready" + (f" ({found.describe()})" if found else ""))
+        elif want:
+            rolled_out.append(svc.name)
+    # Ready Pods serve nobody until their Service lists them.
+    slices = endpoint_slices(kube, target, rolled_out)
+    unserved = [b for svc_name in rolled_out if (b := blockers.service(svc_name, slices)) is not None]
+    for found in unserved:
+        found_blockers.append(found)
+        waiting.append(f"{found.name} ({found.describe()})")
     status["services"] = services_status
     models_waiting = [
         f"{m['metadata']['name']} ({_ready_message(m)})"
@@ -458,7 +476,12 @@ def _observe(
     else:
         what = "asleep (sleepAfter); the next update wakes it" if sleeping else "all services ready"
         observations.append(Observation(READY, True, "Asleep" if sleeping else "Ready", what))
-    return Outcome(status=status, observations=observations, blocker=blockers.first(found_blockers))
+    return Outcome(
+        status=status,
+        observations=observations,
+        blocker=blockers.first(found_blockers),
+        requeue_after=ENDPOINTS_RECHECK_SECONDS if unserved else None,
+    )
 
 
 def _conditions(obj: Manifest) -> dict[str, dict[str, Any]]:

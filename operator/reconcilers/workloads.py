@@ -1,11 +1,26 @@
 """How a workload's own status is read, the same way by every kind that runs one (a model's tracks, a preview's
-services): whether a Deployment fully runs its current template, and which Pods crash-loop."""
+services): whether a Deployment fully runs its current template, which Pods crash-loop, and the Services' endpoints."""
 
 from __future__ import annotations
 
-from plinth.adapters.kubernetes import Manifest
+from collections.abc import Collection
+
+from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.operator.blockers import SERVICE_NAME_LABEL
 
 CRASH_RESTARTS = 3
+ENDPOINT_SLICE = ("discovery.k8s.io/v1", "EndpointSlice")
+#: Look again this soon when a ready workload's Service has no endpoint yet (EndpointSlices are not watched, and the
+#: EndpointSlice controller usually catches up within a second of the Deployment's status).
+ENDPOINTS_RECHECK_SECONDS = 2.0
+
+
+def endpoint_slices(kube: KubernetesObjects, namespace: str, services: Collection[str]) -> list[Manifest]:
+    """The EndpointSlices of these Services, in one list (none when there is no Service to look at)."""
+    if not services:
+        return []
+    selector = f"{SERVICE_NAME_LABEL} in ({','.join(sorted(services))})"
+    return kube.list(*ENDPOINT_SLICE, namespace=namespace, label_selector=selector)
 
 
 def crash_looping(pods: list[Manifest], restarts: int = CRASH_RESTARTS) -> list[str]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+from types import SimpleNamespace
 from typing import Any
 
-from plinth.operator.handlers.common import ChildDigests
+from plinth.operator.handlers import modeldeployment as md_handlers
+from plinth.operator.handlers import previewenvironment as pe_handlers
+from plinth.operator.handlers.common import ChildDigests, warned_pod
 
 
 def deployment(ready: int, generation: int = 1) -> dict[str, Any]:
@@ -71,3 +75,54 @@ def test_a_deployment_rollout_reconciles_its_owner_on_counts_not_on_wording() ->
     assert seen.changed("h", "ADDED", model)
     model_reworded = {"kind": "ModelDeployment", "metadata": {"uid": "m"}, "status": reworded["status"]}
     assert seen.changed("h", "MODIFIED", model_reworded)  # a preview reports its models' Ready message as is
+
+
+def _warning(namespace: str, pod: str, type_: str = "Warning", kind: str = "Pod") -> dict[str, Any]:
+    return {"type": type_, "reason": "BackOff", "involvedObject": {"kind": kind, "namespace": namespace, "name": pod}}
+
+
+def test_only_new_warnings_about_pods_count() -> None:
+    assert warned_pod("ADDED", _warning("ml", "iris-7d9f8c-x2abc")) == ("ml", "iris-7d9f8c-x2abc")
+    assert warned_pod("MODIFIED", _warning("ml", "iris-7d9f8c-x2abc")) == ("ml", "iris-7d9f8c-x2abc")  # repeated
+    assert warned_pod(None, _warning("ml", "p")) is None  # the initial listing: resumed objects reconcile anyway
+    assert warned_pod("DELETED", _warning("ml", "p")) is None
+    assert warned_pod("ADDED", _warning("ml", "p", type_="Normal")) is None
+    assert warned_pod("ADDED", _warning("ml", "web", kind="Deployment")) is None
+
+
+def _owner(kind: str, namespace: str, name: str, uid: str, ready: bool) -> dict[str, Any]:
+    conditions = [{"type": "Ready", "status": "True" if ready else "False", "observedGeneration": 1}]
+    metadata = {"uid": uid, "name": name, "namespace": namespace, "generation": 1}
+    return {"kind": kind, "metadata": metadata, "spec": {}, "status": {"conditions": conditions}}
+
+
+def test_a_pod_warning_reconciles_its_not_ready_owner_only() -> None:
+    """A model's Pods are found by their Deployment's name (the stable track's or the canary's), a preview's by its
+    namespace; a Ready owner is left alone."""
+    queued: list[str] = []
+    reconciler = SimpleNamespace(run_soon=lambda info, uid, latest, steps, executor: queued.append(uid))
+    memo = SimpleNamespace(
+        reconciler=reconciler, executor=None, telemetry=None, settings=SimpleNamespace(serving_image="serve:1")
+    )
+    models = [
+        _owner("ModelDeployment", "ml", "iris", "md-iris", ready=False),
+        _owner("ModelDeployment", "ml", "fraud", "md-fraud", ready=True),
+        _owner("ModelDeployment", "ml", "iris-v2", "md-iris-v2", ready=False),
+    ]
+    preview = _owner("PreviewEnvironment", "ci", "shop", "pe-shop", ready=False)
+    preview["spec"] = {"source": {"repository": "github.com/a/b", "pullRequest": 7}}
+    for body in models:
+        md_handlers.INDEX.put(body)
+    pe_handlers.INDEX.put(preview)
+    target = next(iter(e.key for e in pe_handlers.INDEX))
+    try:
+        for pod in ("iris-7d9f8c-x2abc", "iris-canary-5c6b7d-q1w2e", "fraud-6f7a8b-z9y8x"):
+            asyncio.run(md_handlers.pod_warned(type="ADDED", body=_warning("ml", pod), memo=memo))
+        assert queued == ["md-iris", "md-iris"], "iris's stable and canary Pods, not Ready fraud's, not iris-v2"
+        queued.clear()
+        asyncio.run(pe_handlers.pod_warned(type="ADDED", body=_warning(target, "web-1a2b3c-d4e5f"), memo=memo))
+        asyncio.run(pe_handlers.pod_warned(type="ADDED", body=_warning("elsewhere", "web-1-2"), memo=memo))
+        assert queued == ["pe-shop"]
+    finally:
+        md_handlers.INDEX.clear()
+        pe_handlers.INDEX.clear()

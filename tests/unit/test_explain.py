@@ -124,6 +124,26 @@ def test_targets() -> None:
         parse_target("deployment/web")
 
 
+def test_a_service_is_blocked_until_a_slice_of_its_own_lists_a_ready_endpoint() -> None:
+    def endpoint_slice(service: str, *readiness: bool | None) -> dict[str, Any]:
+        endpoints = [{"addresses": ["10.0.0.1"], "conditions": {} if r is None else {"ready": r}} for r in readiness]
+        labels = {blockers.SERVICE_NAME_LABEL: service}
+        return {"metadata": {"name": f"{service}-x", "labels": labels}, "endpoints": endpoints or None}
+
+    empty = blockers.service("web", [endpoint_slice("web")])
+    assert empty is not None and (empty.kind, empty.name, empty.reason, empty.stalled) == (
+        "Service",
+        "web",
+        "NoEndpoints",
+        False,
+    )
+    assert blockers.service("web", []) is not None, "no slice yet"
+    assert blockers.service("web", [endpoint_slice("web", False, False)]) is not None, "only unready endpoints"
+    assert blockers.service("web", [endpoint_slice("api", True)]) is not None, "another Service's endpoint"
+    assert blockers.service("web", [endpoint_slice("web", False), endpoint_slice("web", True)]) is None
+    assert blockers.service("web", [endpoint_slice("web", None)]) is None, "unset readiness counts as ready"
+
+
 def test_a_routes_blocker_is_its_controllers_word_for_that_parent() -> None:
     gateway = {"name": "public", "namespace": "gw"}
 

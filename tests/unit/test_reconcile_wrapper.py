@@ -17,13 +17,13 @@ from typing import Any
 
 import kopf
 import pytest
-from plinth.adapters.kubernetes import Manifest
+from plinth.adapters.kubernetes import Manifest, Refused
 from plinth.operator.api.v1alpha1 import NamespaceQuotaSpec, kind_info
 from plinth.operator.blockers import Blocker
 from plinth.operator.conditions import Observation
 from plinth.operator.errors import Stalled, Waiting
 from plinth.operator.metrics import Metrics
-from plinth.operator.reconcile import Reconciler
+from plinth.operator.reconcile import REFUSED_RECHECK_SECONDS, Reconciler
 from plinth.operator.reconcilers import Outcome
 
 INFO = kind_info("NamespaceQuota")
@@ -189,6 +189,29 @@ def test_waiting_is_reconciling_and_retried_after_its_delay(setup: Any) -> None:
     assert conditions["Reconciling"]["status"] == "True"
     assert conditions["Ready"]["status"] == "False"
     assert "Stalled" not in conditions
+
+
+def test_a_child_the_api_server_refuses_stalls_the_owner_in_its_words_and_is_retried(setup: Any) -> None:
+    reconciler, kube, events, _ = setup
+    message = 'LimitRange "plinth-limits" is invalid: spec.limits[0].defaultRequest[cpu]: must be <= default'
+
+    def refused(kube: Any, obj: Manifest, spec: NamespaceQuotaSpec) -> Outcome:
+        raise Refused("LimitRange", "team-a", "plinth-limits", "Invalid", message)
+
+    with pytest.raises(kopf.TemporaryError) as raised:
+        reconciler.run(INFO, _obj(VALID), refused)
+    assert raised.value.delay == REFUSED_RECHECK_SECONDS, "a policy can change without the owner changing"
+    conditions = _conditions(kube.patches[-1])
+    assert (conditions["Stalled"]["status"], conditions["Stalled"]["reason"]) == ("True", "Invalid")
+    assert conditions["Stalled"]["message"].startswith(f"LimitRange plinth-limits: Invalid: {message}: ")
+    assert conditions["Ready"]["status"] == "False"
+    assert kube.patches[-1]["blockedBy"] == {
+        "kind": "LimitRange",
+        "name": "plinth-limits",
+        "reason": "Invalid",
+        "message": message,
+    }
+    assert [r for _, r, _ in events if r == "Invalid"] == ["Invalid"], "one Event, the blocker's"
 
 
 def test_unexpected_error_never_crashes_and_hides_details(setup: Any) -> None:
