@@ -31,6 +31,7 @@ REASONS: dict[str, tuple[bool, str]] = {
     "PodInitializing": (False, "init containers are running"),
     "NotReady": (False, "the readiness probe has not passed yet: check the probe's path and port"),
     "Pending": (False, "waiting for the scheduler"),
+    "QuotaNotCounted": (False, "the quota controller (kube-controller-manager) counts usage within seconds"),
     "NoEndpoints": (False, "the Pods are Ready but the Service lists none yet: check its selector and target port"),
     "Invalid": (True, "the API server refuses the child built from this spec: change the field its message names"),
     "Forbidden": (True, "an admission policy, quota or RBAC rule refuses the child: read the message"),
@@ -129,8 +130,10 @@ def deployment(obj: Manifest) -> Blocker | None:
     name = obj["metadata"]["name"]
     failure = _condition(obj, "ReplicaFailure")
     if failure.get("status") == "True":
-        reason = failure.get("reason") or "FailedCreate"
-        return Blocker("Deployment", name, reason, failure.get("message") or "", failure.get("lastTransitionTime"))
+        message = failure.get("message") or ""
+        # A quota just created or changed, not counted yet: the ReplicaSet controller's next try will pass.
+        reason = "QuotaNotCounted" if "status unknown for quota" in message else failure.get("reason") or "FailedCreate"
+        return Blocker("Deployment", name, reason, message, failure.get("lastTransitionTime"))
     progressing = _condition(obj, "Progressing")
     if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
         return Blocker(

@@ -16,13 +16,15 @@ from typing import Any
 from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.operator.api.v1alpha1 import API_VERSION, NamespaceQuotaSpec, parse_quantity
 from plinth.operator.api.v1alpha1.namespacequota import MAX_LISTED_NAMESPACES
+from plinth.operator.blockers import Blocker
 from plinth.operator.builders import common, quota
-from plinth.operator.conditions import Observation
+from plinth.operator.conditions import RECONCILING, Observation
 from plinth.operator.errors import Waiting
 from plinth.operator.reconcilers import Outcome
 from plinth.operator.reconcilers.claims import owner_of, select_namespaces
 from plinth.operator.reconcilers.quotasplit import split_total
 
+QUOTA_NOT_COUNTED = "QuotaNotCounted"
 CHILD_KINDS = (("v1", "ResourceQuota"), ("v1", "LimitRange"), ("networking.k8s.io/v1", "NetworkPolicy"))
 
 
@@ -99,7 +101,16 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
         "hard": hard,
         "summary": _summary(used_total, hard),
     }
-    observations = [Observation("Ready", True, "Reconciled", f"quota applied in {_count(len(selected), 'namespace')}")]
+    uncounted = uncounted_quotas(desired, existing)
+    if uncounted:
+        message = (
+            f"the quota controller has not counted usage under the new limits in {_count(len(uncounted), 'namespace')}"
+            f" yet (first: {uncounted[0].name}); until it has, the API server refuses new Pods there"
+        )
+        observations = [Observation(RECONCILING, True, QUOTA_NOT_COUNTED, message)]
+    else:
+        applied = f"quota applied in {_count(len(selected), 'namespace')}"
+        observations = [Observation("Ready", True, "Reconciled", applied)]
     if exceeded:
         detail = ", ".join(f"{r} {used_total.get(r, '0')}/{hard[r]}" for r in exceeded)
         observations.append(
@@ -121,7 +132,26 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
                 f"namespaces also selected by an older NamespaceQuota are left to it: {detail}"[:1024],
             )
         )
-    return Outcome(status=status, observations=observations)
+    return Outcome(status=status, observations=observations, blocker=uncounted[0] if uncounted else None)
+
+
+def uncounted_quotas(
+    desired: Mapping[tuple[str, str, str], Manifest], existing: Mapping[tuple[str, str, str], Manifest]
+) -> list[Blocker]:
+    """The ResourceQuotas whose limits the quota controller has not taken into its status yet (*existing* is as read
+    before this reconcile's writes, so one just changed counts as not taken): until it has, the API server's quota
+    admission refuses every new Pod in that namespace ("status unknown for quota")."""
+    found = []
+    for key, child in sorted(desired.items()):
+        if child["kind"] != "ResourceQuota":
+            continue
+        hard = child["spec"]["hard"]
+        counted = ((existing.get(key) or {}).get("status") or {}).get("hard") or {}
+        if set(counted) != set(hard) or not _subset(hard, counted):
+            _, namespace, name = key
+            message = f"the quota controller has not counted usage under these limits in namespace {namespace} yet"
+            found.append(Blocker("ResourceQuota", f"{namespace}/{name}", QUOTA_NOT_COUNTED, message))
+    return found
 
 
 def _hard_decreases(child: Manifest, current: Manifest | None) -> bool:

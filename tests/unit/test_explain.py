@@ -71,6 +71,11 @@ def test_a_quota_refusal_is_the_deployments_blocker() -> None:
     found = blockers.deployment(refused)
     assert found is not None and found.stalled and "must specify requests.cpu" in found.message
     assert blockers.first([blockers.Blocker("Pod", "p", "NotReady", "m"), found]) is found
+    # A quota not counted yet refuses Pods too, until the quota controller catches up: that passes by itself.
+    condition = refused["status"]["conditions"][0]
+    condition["message"] = 'pods "web-1" is forbidden: status unknown for quota: plinth-quota, resources: pods'
+    uncounted = blockers.deployment(refused)
+    assert uncounted is not None and (uncounted.reason, uncounted.stalled) == ("QuotaNotCounted", False)
 
 
 def _tree() -> Node:

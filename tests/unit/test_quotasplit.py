@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from plinth.operator.api.v1alpha1 import parse_quantity
+from plinth.operator.reconcilers.namespacequota import uncounted_quotas
 from plinth.operator.reconcilers.quotasplit import split_total
 
 
@@ -86,3 +88,23 @@ def test_isolation_policies_always_admit_the_ingress_controller() -> None:
     assert rules("None") == []
     assert rules("DefaultDeny") == [[controller]]
     assert rules("AllowSameNamespace") == [[controller, {"from": [{"podSelector": {}}]}]]
+
+
+def test_a_quota_counts_once_its_controller_took_the_limits_into_its_status() -> None:
+    """Until then the API server refuses every new Pod in the namespace ("status unknown for quota")."""
+
+    def rq(hard: dict[str, str], counted: dict[str, str] | None = None) -> dict[str, Any]:
+        found = {"kind": "ResourceQuota", "metadata": {"name": "plinth-quota"}, "spec": {"hard": hard}}
+        return found | ({"status": {"hard": counted}} if counted is not None else {})
+
+    key = ("ResourceQuota", "team-a", "plinth-quota")
+    want = {key: rq({"requests.cpu": "2", "pods": "10"})}
+    assert [b.name for b in uncounted_quotas(want, {})] == ["team-a/plinth-quota"], "just created"
+    assert uncounted_quotas(want, {key: rq({"requests.cpu": "1"}, {"requests.cpu": "1"})}), "changed by this reconcile"
+    assert not uncounted_quotas(want, {key: rq({}, {"requests.cpu": "2000m", "pods": "10"})}), (
+        "same amounts, other form"
+    )
+    blocked = uncounted_quotas(want, {key: rq({}, {"requests.cpu": "2"})})
+    assert blocked and (blocked[0].reason, blocked[0].stalled) == ("QuotaNotCounted", False)
+    limits = ("LimitRange", "team-a", "plinth-limits")
+    assert not uncounted_quotas({limits: {"kind": "LimitRange", "spec": {}}}, {}), "only quotas are counted"
