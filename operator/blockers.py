@@ -1,10 +1,10 @@
-"""What keeps a Kubernetes child from being ready, in the child's own words: one reading of Pods and Deployments
-shared by every caller that has to name a blocker (``plinth explain`` today), so they all say the same thing.
+"""What keeps a Kubernetes child from being ready, in the child's own words: one reading of Pods, Deployments,
+Services and HTTPRoutes shared by the owners' status and ``plinth explain``, so they all say the same thing.
 
 A blocker is ``stalled`` when only a person can clear it (a wrong image, a crashing program, a quota that refuses
 the Pod, a missing Secret key); otherwise it is progress that may come by itself (scheduling, image pulls in flight,
-a probe that has not passed yet). Each reason has a one-line hint of what to do. Messages come from the API server,
-kubelet and controllers; none of them carries a Secret's value.
+a probe that has not passed yet): ``reasons`` says which, with a one-line hint of what to do. Messages come from the
+API server, kubelet and controllers; none of them carries a Secret's value.
 """
 
 from __future__ import annotations
@@ -13,37 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-Manifest = Mapping[str, Any]
+from plinth.operator import reasons
 
-#: reason -> (stalled, what to do)
-REASONS: dict[str, tuple[bool, str]] = {
-    "ErrImagePull": (True, "check the image name and tag, and that the node may pull it (imagePullSecrets)"),
-    "ImagePullBackOff": (True, "check the image name and tag, and that the node may pull it (imagePullSecrets)"),
-    "InvalidImageName": (True, "fix the image reference"),
-    "CrashLoopBackOff": (True, "the container keeps exiting: read `kubectl logs --previous` of the Pod"),
-    "CreateContainerConfigError": (True, "a Secret or ConfigMap (or a key of one) the container refers to is missing"),
-    "CreateContainerError": (True, "the container cannot be created: read the message, often a bad command or mount"),
-    "RunContainerError": (True, "the container cannot start: read the message, often a bad command or mount"),
-    "FailedCreate": (True, "the namespace's ResourceQuota or LimitRange refuses the Pod: set resources or the quota"),
-    "ProgressDeadlineExceeded": (True, "the rollout stopped making progress: look at the new Pods' blockers"),
-    "Unschedulable": (False, "no node fits the Pod: lower resources.requests, or add nodes"),
-    "ContainerCreating": (False, "the kubelet is pulling the image and starting the container"),
-    "PodInitializing": (False, "init containers are running"),
-    "NotReady": (False, "the readiness probe has not passed yet: check the probe's path and port"),
-    "Pending": (False, "waiting for the scheduler"),
-    "QuotaNotCounted": (False, "the quota controller (kube-controller-manager) counts usage within seconds"),
-    "NoEndpoints": (False, "the Pods are Ready but the Service lists none yet: check its selector and target port"),
-    "Invalid": (True, "the API server refuses the child built from this spec: change the field its message names"),
-    "Forbidden": (True, "an admission policy, quota or RBAC rule refuses the child: read the message"),
-    "GatewayAPINotInstalled": (True, "install the Gateway API CRDs and an implementation, or remove the route"),
-    "GatewayNotFound": (True, "create the Gateway, or point the route at one that exists"),
-    "NotAllowedByListeners": (True, "the Gateway's listeners do not admit routes from this namespace: allowedRoutes"),
-    "NoMatchingListenerHostname": (True, "no listener of the Gateway serves these host names: change either"),
-    "NoMatchingParent": (True, "the Gateway has no listener the route's parentRef names"),
-    "RefNotPermitted": (True, "a backend in another namespace needs a ReferenceGrant"),
-    "BackendNotFound": (False, "a backend Service of the route does not exist yet"),
-    "RoutePending": (False, "the Gateway's controller has not accepted the route yet"),
-}
+Manifest = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -58,11 +30,11 @@ class Blocker:
 
     @property
     def stalled(self) -> bool:
-        return REASONS.get(self.reason, (False, ""))[0]
+        return reasons.stalled(self.reason)
 
     @property
     def hint(self) -> str:
-        return REASONS.get(self.reason, (False, ""))[1]
+        return reasons.fix(self.reason)
 
     def describe(self) -> str:
         """``Pod web-1: ImagePullBackOff: Back-off pulling image "x" (since 2026-…)``."""
@@ -107,21 +79,21 @@ def pod(obj: Manifest, events: Iterable[Manifest] = ()) -> Blocker | None:
             return Blocker("Pod", name, reason, f"container {container['name']}: {message}")
     scheduled = _condition(obj, "PodScheduled")
     if scheduled.get("status") == "False":
-        reason = scheduled.get("reason") or "Pending"
+        reason = scheduled.get("reason") or reasons.PENDING
         return Blocker("Pod", name, reason, scheduled.get("message") or "", scheduled.get("lastTransitionTime"))
     for container in statuses:
         waiting = (container.get("state") or {}).get("waiting") or {}
         if waiting.get("reason"):
             return Blocker("Pod", name, waiting["reason"], f"container {container['name']} is being created")
     if not statuses:
-        return Blocker("Pod", name, "Pending", "no container has started yet")
+        return Blocker("Pod", name, reasons.PENDING, "no container has started yet")
     unhealthy = [e for e in events if e.get("reason") == "Unhealthy" and "Readiness" in (e.get("message") or "")]
     ready = _condition(obj, "Ready")
     if unhealthy:
         last = max(unhealthy, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-        return Blocker("Pod", name, "NotReady", last.get("message") or "", ready.get("lastTransitionTime"))
+        return Blocker("Pod", name, reasons.NOT_READY, last.get("message") or "", ready.get("lastTransitionTime"))
     message = ready.get("message") or "containers are running but not ready"
-    return Blocker("Pod", name, "NotReady", message, ready.get("lastTransitionTime"))
+    return Blocker("Pod", name, reasons.NOT_READY, message, ready.get("lastTransitionTime"))
 
 
 def deployment(obj: Manifest) -> Blocker | None:
@@ -132,14 +104,15 @@ def deployment(obj: Manifest) -> Blocker | None:
     if failure.get("status") == "True":
         message = failure.get("message") or ""
         # A quota just created or changed, not counted yet: the ReplicaSet controller's next try will pass.
-        reason = "QuotaNotCounted" if "status unknown for quota" in message else failure.get("reason") or "FailedCreate"
+        uncounted = "status unknown for quota" in message
+        reason = reasons.QUOTA_NOT_COUNTED if uncounted else failure.get("reason") or reasons.FAILED_CREATE
         return Blocker("Deployment", name, reason, message, failure.get("lastTransitionTime"))
     progressing = _condition(obj, "Progressing")
-    if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+    if progressing.get("status") == "False" and progressing.get("reason") == reasons.PROGRESS_DEADLINE_EXCEEDED:
         return Blocker(
             "Deployment",
             name,
-            "ProgressDeadlineExceeded",
+            reasons.PROGRESS_DEADLINE_EXCEEDED,
             progressing.get("message") or "",
             progressing.get("lastTransitionTime"),
         )
@@ -158,7 +131,7 @@ def service(name: str, slices: Iterable[Manifest]) -> Blocker | None:
             continue
         if any((e.get("conditions") or {}).get("ready") is not False for e in found.get("endpoints") or []):
             return None
-    return Blocker("Service", name, "NoEndpoints", "no ready endpoint backs it")
+    return Blocker("Service", name, reasons.NO_ENDPOINTS, "no ready endpoint backs it")
 
 
 def http_route(obj: Manifest, parent: Mapping[str, str]) -> Blocker | None:
@@ -183,7 +156,7 @@ def http_route(obj: Manifest, parent: Mapping[str, str]) -> Blocker | None:
             return None
     kind, parent_name, parent_namespace = want
     message = f"no controller has accepted it for {kind} {parent_namespace}/{parent_name}"
-    return Blocker("HTTPRoute", name, "RoutePending", message)
+    return Blocker("HTTPRoute", name, reasons.ROUTE_PENDING, message)
 
 
 def first(blockers: Iterable[Blocker | None]) -> Blocker | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from plinth.operator import reasons
 from plinth.operator.api.v1alpha1 import Condition, format_time
 
 READY = "Ready"
@@ -61,7 +62,7 @@ def summarize(
             Observation(READY, False, healthy[0].reason, healthy[0].message)
             if healthy
             else Observation(
-                READY, True, stated.reason or "Reconciled", stated.message or "all children are up to date"
+                READY, True, stated.reason or reasons.RECONCILED, stated.message or "all children are up to date"
             )
         )
     # Failure conditions disappear when they recover; Reconciling/Stalled are only shown while True.

@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, Refused
+from plinth.operator import reasons
 from plinth.operator.api.v1alpha1 import API_VERSION, Condition, KindInfo
 from plinth.operator.blockers import Blocker
 from plinth.operator.conditions import (
@@ -47,7 +48,6 @@ _EVENTFUL = frozenset({READY, STALLED}) | NEGATIVE_POLARITY
 #: A child the API server refused is looked at again this often: an admission policy, quota or RBAC rule that
 #: refused it may change without any change to the owner.
 REFUSED_RECHECK_SECONDS = 60.0
-POLICY_REASONS = frozenset({"SecretCopyRefused", "TeamMismatch", "NamespaceConflict"})
 
 
 class Reconciler:
@@ -311,7 +311,7 @@ class Reconciler:
         """A policy refusal counts once, when it starts (not on every resync while it lasts)."""
         before = {(c.type, c.reason) for c in previous if c.status == "True"}
         for cond in current:
-            policy = cond.type in NEGATIVE_POLARITY or (cond.type == STALLED and cond.reason in POLICY_REASONS)
+            policy = cond.type in NEGATIVE_POLARITY or (cond.type == STALLED and cond.reason in reasons.POLICY)
             if policy and cond.status == "True" and (cond.type, cond.reason) not in before:
                 self.metrics.policy_denials.labels(kind, cond.reason).inc()
 
@@ -322,7 +322,7 @@ class Reconciler:
             return steps(self.kube, obj, spec), "success", None
         except ValidationError as err:
             message = _validation_message(err)
-            stalled = Outcome(observations=[Observation(STALLED, True, "InvalidSpec", message)])
+            stalled = Outcome(observations=[Observation(STALLED, True, reasons.INVALID_SPEC, message)])
             return stalled, "stalled", kopf.PermanentError(f"invalid spec: {message}")
         except Stalled as err:
             stalled = Outcome(status=err.status, observations=[Observation(STALLED, True, err.reason, err.message)])
@@ -339,7 +339,7 @@ class Reconciler:
         except Exception as err:  # unexpected: keep the operator up, report, retry with back-off
             log.exception("reconcile failed", extra={"ref": _ref(info.kind, obj["metadata"])})
             message = f"reconcile failed: {type(err).__name__}; see the operator log"
-            failed = Outcome(observations=[Observation(RECONCILING, True, "ReconcileError", message)])
+            failed = Outcome(observations=[Observation(RECONCILING, True, reasons.RECONCILE_ERROR, message)])
             return failed, "error", kopf.TemporaryError(message, delay=15)
 
     def _count_ready(self, uid: str, kind: str, ready: str) -> None:

@@ -25,6 +25,7 @@ from plinth.operator import metrics as plinth_metrics
 from plinth.operator.builders import quota
 from plinth.operator.reconcile import Reconciler
 from plinth.operator.schedule import Scheduler
+from plinth.operator.services import Services
 from plinth.operator.settings import DIFFBASE_ANNOTATION, FIELD_MANAGER, FINALIZER, MANAGED_BY, Settings
 from plinth.operator.telemetry import Telemetry
 
@@ -305,7 +306,7 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
     log.info(f"initial listing: {'streamed on the watch' if stream_lists else 'one LIST per kind'}")
     operator_settings = kopf_settings(settings, standalone=standalone, stream_lists=stream_lists)
     reconciler = Reconciler(kube, metrics, emit)
-    memo = kopf.Memo(
+    services = Services(
         reconciler=reconciler,
         scheduler=Scheduler(
             reconciler, resync_seconds=settings.resync_seconds, resync_per_second=settings.resync_per_second
@@ -326,7 +327,7 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         namespaces=namespaces,
         identity=cast(Any, identity),  # kopf's Identity is a NewType of str it does not export
         priority=priority,
-        memo=memo,
+        memo=services,
         stop_flag=stop,
     )
     return 0

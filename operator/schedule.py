@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from plinth.operator.api.v1alpha1 import KindInfo
 from plinth.operator.index import Index, Indexed, Timing
 from plinth.operator.reconcile import Latest, Steps
+
+if TYPE_CHECKING:  # services names the Scheduler in turn
+    from plinth.operator.services import Services
 
 log = logging.getLogger("plinth.schedule")
 # How often the loop looks at every object: the resolution of every time-based reconcile below.
@@ -55,13 +58,14 @@ class ScheduledKind:
 
     info: KindInfo
     index: Index
-    steps: Callable[[Any], Steps]
-    """The kind's reconcile steps, given kopf's memo (they take what workloads get from the configuration)."""
+    steps: Callable[[Services], Steps]
+    """The kind's reconcile steps, given the operator's services (they take what workloads get from the
+    configuration)."""
 
-    def reconcile_soon(self, reconciler: Reconciles, memo: Any, uid: str) -> None:
+    def reconcile_soon(self, services: Services, uid: str) -> None:
         """Queue a reconcile of object *uid*, which reads the object from this kind's index when it starts (see
         ``Reconciler.run_soon``): what every handler and the schedule do, whatever the trigger."""
-        reconciler.run_soon(self.info, uid, self.index.latest, self.steps(memo), memo.executor)
+        services.reconciler.run_soon(self.info, uid, self.index.latest, self.steps(services), services.executor)
 
 
 class Reconciles(Protocol):
@@ -151,7 +155,7 @@ class Scheduler:
     async def run(
         self,
         kinds: Iterable[ScheduledKind],
-        memo: Any,
+        services: Services,
         active: Callable[[], bool],
     ) -> None:
         """The loop, on kopf's event loop until cancelled. While *active* says no (a standby replica), nothing is
@@ -170,6 +174,6 @@ class Scheduler:
             try:
                 entries = [(kind, entry) for kind in kinds for entry in kind.index]
                 for kind, uid in self.due(entries):
-                    self._context.run(kind.reconcile_soon, self.reconciler, memo, uid)
+                    self._context.run(kind.reconcile_soon, services, uid)
             except Exception:  # the loop must outlive any one bad tick
                 log.exception("scheduling failed; trying again at the next tick")

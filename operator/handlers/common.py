@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 from plinth.operator.index import Index, Indexed
 from plinth.operator.schedule import ScheduledKind
+from plinth.operator.services import Services
 
 # Objects not Ready at their generation are reconciled again this often, when nothing else has meanwhile.
 RETRY_SECONDS = 15
@@ -26,7 +27,7 @@ def follow(resource: tuple[str, str, str], index: Index) -> None:
     garbage-collected), so kopf calls no delete handler for them."""
 
     @kopf.on.event(*resource, id=f"received-{resource[2]}")
-    async def received(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def received(type: str, body: kopf.Body, memo: Services, **_: Any) -> None:
         memo.scheduler.adopt_context()  # once: the schedule's reconciles need kopf's context to post Events
         uid = body["metadata"]["uid"]
         if type == "DELETED":
@@ -51,8 +52,8 @@ def reconcile_on_change(resource: tuple[str, str, str], kind: ScheduledKind) -> 
     @kopf.on.create(*resource, id=f"create-{resource[2]}")
     @kopf.on.update(*resource, id=f"update-{resource[2]}", field="spec")
     @kopf.on.resume(*resource, id=f"resume-{resource[2]}")
-    async def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        kind.reconcile_soon(memo.reconciler, memo, body["metadata"]["uid"])  # follow() indexed it a moment ago
+    async def changed(body: kopf.Body, memo: Services, **_: Any) -> None:
+        kind.reconcile_soon(memo, body["metadata"]["uid"])  # follow() indexed it a moment ago
 
 
 # What only a Pod shows (an image that cannot be pulled, a crash loop, a failing probe, a missing Secret key) is also
@@ -72,12 +73,12 @@ def warned_pod(type: str | None, body: Mapping[str, Any]) -> tuple[str, str] | N
     return (namespace, name) if namespace and name else None
 
 
-def wake_not_ready(kind: ScheduledKind, entries: Iterable[Indexed], memo: kopf.Memo) -> None:
+def wake_not_ready(kind: ScheduledKind, entries: Iterable[Indexed], memo: Services) -> None:
     """Reconcile each of *entries* that is not Ready (a Ready owner's Pods are healthy enough, or its Deployment's
     counts will say otherwise)."""
     for entry in entries:
         if not entry.deleting and not_ready(entry.body()):
-            kind.reconcile_soon(memo.reconciler, memo, entry.uid)
+            kind.reconcile_soon(memo, entry.uid)
 
 
 def not_ready(body: kopf.Body | Mapping[str, Any]) -> bool:

@@ -10,6 +10,7 @@ import aiohttp
 import kopf
 from plinth.operator import heap
 from plinth.operator.handlers import modeldeployment, namespacequota, previewenvironment
+from plinth.operator.services import Services
 
 log = logging.getLogger("plinth")
 # kopf talks to the API server over its own HTTP session (watch streams, finalizer and annotation patches, Events;
@@ -29,7 +30,7 @@ def kopf_connection_limit(namespaces: int) -> int:
 
 
 @kopf.on.login()
-async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.AiohttpSession | None:
+async def login(memo: Services, **kwargs: Any) -> kopf.AiohttpSession | None:
     """kopf's own login (in-cluster service account, else the kubeconfig), on an HTTP session whose connection pool
     is bounded (see KOPF_REQUEST_CONNECTIONS). kopf closes the session when it logs in again (e.g. after a 401)."""
     info = kopf.login_via_client(**kwargs)
@@ -55,11 +56,11 @@ SCHEDULED = (previewenvironment.SCHEDULED, modeldeployment.SCHEDULED, namespaceq
 
 
 @kopf.on.startup()
-async def started(memo: kopf.Memo, **_: Any) -> None:
+async def started(memo: Services, **_: Any) -> None:
     """Starts the schedule's loop and the heap trim on kopf's event loop."""
-    memo.background = [
+    memo.background.append(
         asyncio.create_task(memo.scheduler.run(SCHEDULED, memo, memo.peering.active), name="plinth schedule")
-    ]
+    )
     if (trim := heap.malloc_trim()) is not None:
         memo.background.append(asyncio.create_task(heap.trim_periodically(trim), name="plinth heap trim"))
     memo.healthy.set()
@@ -67,11 +68,11 @@ async def started(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.cleanup()
-async def stopping(memo: kopf.Memo, **_: Any) -> None:
+async def stopping(memo: Services, **_: Any) -> None:
     """Async, so it runs on kopf's event loop at once: a sync handler would wait in the executor's queue behind the
     very reconciles it cancels."""
     memo.healthy.clear()
-    for task in memo.get("background", ()):
+    for task in memo.background:
         task.cancel()
     cancelled = memo.reconciler.cancel_queued()
     log.info(f"plinth operator stopping; {cancelled} queued reconciles cancelled (resumed on the next start)")

@@ -26,9 +26,10 @@ from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import modeldeployment
 from plinth.operator.schedule import ScheduledKind
+from plinth.operator.services import Services
 
 
-def steps(memo: kopf.Memo) -> Steps:
+def steps(memo: Services) -> Steps:
     """The reconcile steps, with what workloads get from the operator's configuration."""
     return functools.partial(
         modeldeployment.reconcile, telemetry=memo.telemetry, serving_image=memo.settings.serving_image
@@ -67,18 +68,18 @@ reconcile_on_change(RESOURCE, SCHEDULED)
 
 @kopf.on.event("apps", "v1", "deployments", labels={model.OWNER_LABEL: kopf.PRESENT})
 async def child_changed(
-    type: str, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
+    type: str, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Services, **_: Any
 ) -> None:
     """Rollout progress and readiness show up on the Deployment first: re-evaluate the owner (filtered and coalesced
     on the event loop, see ``Reconciler.run_soon``)."""
     if not type or not memo.children.changed("modeldeployment", type, body):
         return
     for entry in INDEX.under(f"{namespace}/{labels[model.OWNER_LABEL]}"):
-        SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)
+        SCHEDULED.reconcile_soon(memo, entry.uid)
 
 
 @kopf.on.event(*POD_WARNINGS, id="pod-warning-modeldeployment")
-async def pod_warned(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pod_warned(type: str, body: kopf.Body, memo: Services, **_: Any) -> None:
     """A kubelet's Warning about a Pod of a model's Deployment (``<deployment>-<hash>-<id>``; the canary's is
     ``<name>-canary``): what the Deployment's counts do not show (a bad image, a crash loop) reaches the model now."""
     if (pod := warned_pod(type, body)) is None:

@@ -14,6 +14,7 @@ from plinth.operator.handlers.common import RETRY_SECONDS, follow, not_ready, re
 from plinth.operator.index import Index, Timing
 from plinth.operator.reconcilers import namespacequota
 from plinth.operator.schedule import ScheduledKind
+from plinth.operator.services import Services
 
 INFO = kind_info("NamespaceQuota")
 RESOURCE = (GROUP, VERSION, INFO.plural)
@@ -35,7 +36,7 @@ reconcile_on_change(RESOURCE, SCHEDULED)
 
 
 @kopf.on.event("", "v1", "namespaces")
-async def namespace_changed(type: str, memo: kopf.Memo, **_: Any) -> None:
+async def namespace_changed(type: str, memo: Services, **_: Any) -> None:
     """A namespace appeared, changed labels or went away: re-evaluate every NamespaceQuota at once (no resync wait).
 
     Async, as are all child-event handlers: kopf runs a sync handler in the executor, so each of the thousands of
@@ -48,7 +49,7 @@ async def namespace_changed(type: str, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "limitranges", labels={quota.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={quota.OWNER_LABEL: kopf.PRESENT})
-async def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+async def child_changed(type: str, labels: kopf.Labels, memo: Services, **_: Any) -> None:
     """A child changed: repair drift, and rebalance the total whenever a ResourceQuota's usage moves. A reconcile
     already queued and not started covers this change too (it reads the children when it starts)."""
     if not type:
@@ -59,9 +60,9 @@ async def child_changed(type: str, labels: kopf.Labels, memo: kopf.Memo, **_: An
         # may take it over now.
         _reconcile_all(memo)
     for entry in INDEX.under(owner):
-        SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)
+        SCHEDULED.reconcile_soon(memo, entry.uid)
 
 
-def _reconcile_all(memo: kopf.Memo) -> None:
+def _reconcile_all(memo: Services) -> None:
     for entry in INDEX:
-        SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)
+        SCHEDULED.reconcile_soon(memo, entry.uid)

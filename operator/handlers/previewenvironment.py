@@ -23,9 +23,10 @@ from plinth.operator.index import Index, Timing
 from plinth.operator.reconcile import Steps
 from plinth.operator.reconcilers import previewenvironment
 from plinth.operator.schedule import ScheduledKind
+from plinth.operator.services import Services
 
 
-def steps(memo: kopf.Memo) -> Steps:
+def steps(memo: Services) -> Steps:
     """The reconcile steps, with what workloads get from the operator's configuration."""
     return functools.partial(previewenvironment.reconcile, telemetry=memo.telemetry)
 
@@ -63,7 +64,7 @@ reconcile_on_change(RESOURCE, SCHEDULED)
 
 
 @kopf.on.delete(*RESOURCE)
-def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def delete(body: kopf.Body, memo: Services, **_: Any) -> None:
     """Holds the finalizer until the preview namespace, and with it everything the preview made, is gone."""
     obj = dict(body)
     if not previewenvironment.finalize(memo.reconciler.kube, obj):
@@ -73,7 +74,7 @@ def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("apps", "v1", "deployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event(GROUP, VERSION, "modeldeployments", labels={preview.OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "resourcequotas", labels={quota.OWNER_LABEL: kopf.PRESENT})
-async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo: Services, **_: Any) -> None:
     """Readiness, quota refusals and NamespaceQuota's reservation show up on children first (what only Pods show:
     ``pod_warned``). Async: the filter and the coalescing run on the event loop, so only a reconcile that will happen
     takes a thread."""
@@ -81,11 +82,11 @@ async def child_changed(type: str, body: kopf.Body, namespace: str | None, memo:
         return
     for entry in INDEX.under(namespace):
         if not entry.deleting:
-            SCHEDULED.reconcile_soon(memo.reconciler, memo, entry.uid)
+            SCHEDULED.reconcile_soon(memo, entry.uid)
 
 
 @kopf.on.event(*POD_WARNINGS, id="pod-warning-previewenvironment")
-async def pod_warned(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pod_warned(type: str, body: kopf.Body, memo: Services, **_: Any) -> None:
     """A kubelet's Warning about a Pod in a preview's namespace (a bad image, a crash loop, a failing probe) reaches
     the preview now, not at its next retry."""
     if (pod := warned_pod(type, body)) is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.adapters.observability import MetricsQuery, QueryError
 from plinth.adapters.secrets import KubernetesSecrets
-from plinth.operator import blockers
+from plinth.operator import blockers, reasons
 from plinth.operator.api.v1alpha1 import (
     Canary,
     CanaryMetricGate,
@@ -27,7 +27,7 @@ from plinth.operator.api.v1alpha1 import (
 )
 from plinth.operator.blockers import Blocker
 from plinth.operator.builders import model
-from plinth.operator.conditions import RECONCILING, STALLED, Observation
+from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
 from plinth.operator.errors import Waiting
 from plinth.operator.reconcilers import (
     ChildKey,
@@ -173,7 +173,7 @@ def reconcile(
     try:
         return _reconcile(kube, obj, spec, telemetry, serving_image)
     except NamespaceTerminating as err:
-        raise Waiting("NamespaceTerminating", str(err), 5) from err
+        raise Waiting(reasons.NAMESPACE_TERMINATING, str(err), 5) from err
 
 
 def _reconcile(
@@ -189,7 +189,7 @@ def _reconcile(
     ):
         if ref is not None and secrets.read(namespace, ref.name) is None:
             # Pods would hang in ContainerCreating (FailedMount) without saying why: name the Secret instead.
-            raise Waiting("SecretNotFound", f"Secret {namespace}/{ref.name} ({field}) does not exist", 15)
+            raise Waiting(reasons.SECRET_NOT_FOUND, f"Secret {namespace}/{ref.name} ({field}) does not exist", 15)
     owner_selector = f"{model.OWNER_LABEL}={name}"
     prev_canary = previous.get("canary") if spec.canary else None
     promoted = (
@@ -350,7 +350,7 @@ def _monitoring(
         how += f"; SLO alerts in PrometheusRule {obj['metadata']['name']}"
     elif rule is not None:
         how += "; SLO alerts not created: the cluster serves no PrometheusRule"
-    reason = "ServiceMonitor" if monitor else "ScrapeAnnotations"
+    reason = reasons.SERVICE_MONITOR if monitor else reasons.SCRAPE_ANNOTATIONS
     return children, Observation("Monitored", True, reason, how)
 
 
@@ -382,7 +382,7 @@ def _route_traffic(
         if spec.route is None:
             return Routing(False)
         message = "spec.route needs the Gateway API CRDs (HTTPRoute), which this cluster does not serve"
-        return Routing(False, Blocker("HTTPRoute", name, "GatewayAPINotInstalled", message))
+        return Routing(False, Blocker("HTTPRoute", name, reasons.GATEWAY_API_NOT_INSTALLED, message))
     had_canary = bool((obj.get("status") or {}).get("canary"))
     if canary_split and spec.canary is not None:
         for track in ("stable", "canary"):
@@ -404,7 +404,10 @@ def _route_traffic(
         gateway = spec.route.gateway
         if kube.get(*GATEWAY, gateway.name, namespace=gateway.namespace) is None:
             blocker = Blocker(
-                "HTTPRoute", name, "GatewayNotFound", f"Gateway {gateway.namespace}/{gateway.name} does not exist"
+                "HTTPRoute",
+                name,
+                reasons.GATEWAY_NOT_FOUND,
+                f"Gateway {gateway.namespace}/{gateway.name} does not exist",
             )
         else:
             blocker = blockers.http_route(route, {"name": gateway.name, "namespace": gateway.namespace})
@@ -487,10 +490,10 @@ def _observe(
     if canary is not None:
         healthy = phase != "RolledBack"
         reason = {
-            "Progressing": "CanaryStarting",
-            "Healthy": "CanaryHealthy",
-            "Promoted": "CanaryPromoted",
-            "RolledBack": "CanaryRolledBack",
+            "Progressing": reasons.CANARY_STARTING,
+            "Healthy": reasons.CANARY_HEALTHY,
+            "Promoted": reasons.CANARY_PROMOTED,
+            "RolledBack": reasons.CANARY_ROLLED_BACK,
         }[phase or "Progressing"]
         message = {
             "Progressing": f"canary {canary['version']}: {canary.get('readyReplicas', 0)} replicas ready",
@@ -508,7 +511,7 @@ def _observe(
             Observation(
                 STALLED,
                 True,
-                "CrashLoopBackOff",
+                reasons.CRASH_LOOP_BACK_OFF,
                 f"Deployment {deployment}: pods crash-loop ({', '.join(crashing[:5])}): check the image, args and "
                 f"model URI of version {stable.version}",
             )
@@ -518,7 +521,7 @@ def _observe(
             Observation(
                 STALLED,
                 True,
-                "CanaryRolledBack",
+                reasons.CANARY_ROLLED_BACK,
                 f"canary {canary['version']} was rolled back: change or remove spec.canary" if canary else "",
             )
         )
@@ -528,7 +531,9 @@ def _observe(
     elif not done:
         waiting = f"; {blocker.describe()}" if blocker is not None else ""
         observations.append(
-            Observation(RECONCILING, True, "RolloutInProgress", f"version {stable.version}: {progress}{waiting}"[:1024])
+            Observation(
+                RECONCILING, True, reasons.ROLLOUT_IN_PROGRESS, f"version {stable.version}: {progress}{waiting}"[:1024]
+            )
         )
     elif serving is not None and serving.stalled:
         observations.append(Observation(STALLED, True, serving.reason, f"{serving.describe()}: {serving.hint}"[:1024]))
@@ -539,10 +544,10 @@ def _observe(
             Observation(
                 RECONCILING,
                 True,
-                "CanaryStarting",
+                reasons.CANARY_STARTING,
                 f"canary {canary['version']}: {canary.get('readyReplicas', 0)} replicas ready",
             )
         )
     else:
-        observations.append(Observation("Ready", True, "Serving", f"version {stable.version} serving"))
+        observations.append(Observation(READY, True, reasons.SERVING, f"version {stable.version} serving"))
     return observations

@@ -14,17 +14,17 @@ from decimal import Decimal
 from typing import Any
 
 from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest, NamespaceTerminating
+from plinth.operator import reasons
 from plinth.operator.api.v1alpha1 import API_VERSION, NamespaceQuotaSpec, parse_quantity
 from plinth.operator.api.v1alpha1.namespacequota import MAX_LISTED_NAMESPACES
 from plinth.operator.blockers import Blocker
 from plinth.operator.builders import common, quota
-from plinth.operator.conditions import RECONCILING, Observation
+from plinth.operator.conditions import READY, RECONCILING, Observation
 from plinth.operator.errors import Waiting
 from plinth.operator.reconcilers import Outcome
 from plinth.operator.reconcilers.claims import owner_of, select_namespaces
 from plinth.operator.reconcilers.quotasplit import split_total
 
-QUOTA_NOT_COUNTED = "QuotaNotCounted"
 CHILD_KINDS = (("v1", "ResourceQuota"), ("v1", "LimitRange"), ("networking.k8s.io/v1", "NetworkPolicy"))
 
 
@@ -107,17 +107,17 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
             f"the quota controller has not counted usage under the new limits in {_count(len(uncounted), 'namespace')}"
             f" yet (first: {uncounted[0].name}); until it has, the API server refuses new Pods there"
         )
-        observations = [Observation(RECONCILING, True, QUOTA_NOT_COUNTED, message)]
+        observations = [Observation(RECONCILING, True, reasons.QUOTA_NOT_COUNTED, message)]
     else:
         applied = f"quota applied in {_count(len(selected), 'namespace')}"
-        observations = [Observation("Ready", True, "Reconciled", applied)]
+        observations = [Observation(READY, True, reasons.RECONCILED, applied)]
     if exceeded:
         detail = ", ".join(f"{r} {used_total.get(r, '0')}/{hard[r]}" for r in exceeded)
         observations.append(
             Observation(
                 "TotalExceeded",
                 True,
-                "UsageAboveTotal",
+                reasons.USAGE_ABOVE_TOTAL,
                 f"usage across namespaces exceeds spec.total.hard ({detail}); new workloads are refused until "
                 "usage drops",
             )
@@ -128,7 +128,7 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
             Observation(
                 "Conflict",
                 True,
-                "NamespaceClaimedByOlderQuota",
+                reasons.NAMESPACE_CLAIMED_BY_OLDER_QUOTA,
                 f"namespaces also selected by an older NamespaceQuota are left to it: {detail}"[:1024],
             )
         )
@@ -150,7 +150,7 @@ def uncounted_quotas(
         if set(counted) != set(hard) or not _subset(hard, counted):
             _, namespace, name = key
             message = f"the quota controller has not counted usage under these limits in namespace {namespace} yet"
-            found.append(Blocker("ResourceQuota", f"{namespace}/{name}", QUOTA_NOT_COUNTED, message))
+            found.append(Blocker("ResourceQuota", f"{namespace}/{name}", reasons.QUOTA_NOT_COUNTED, message))
     return found
 
 
@@ -184,7 +184,9 @@ def _apply_changes(
         except NamespaceTerminating:
             continue
         except Conflict as err:
-            raise Waiting("QuotaRebalancing", f"quota usage changed while rebalancing ({err}); retrying", 1) from err
+            raise Waiting(
+                reasons.QUOTA_REBALANCING, f"quota usage changed while rebalancing ({err}); retrying", 1
+            ) from err
     for key, child in changed:
         if (key, child) not in decreases:
             # A namespace deleted since it was listed: its namespace event re-evaluates the quota.

@@ -16,7 +16,7 @@ from typing import Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.adapters.secrets import KubernetesSecrets, Secrets, StoredSecret, random_value
-from plinth.operator import blockers
+from plinth.operator import blockers, reasons
 from plinth.operator.api.v1alpha1 import (
     API_VERSION,
     NamespaceQuotaSpec,
@@ -52,7 +52,7 @@ from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
 # Opt-in of a Secret in another namespace: a comma-separated list of namespaces allowed to copy it.
 SECRET_OPT_IN_ANNOTATION = "plinth.dev/preview-namespaces"
 SECRETS_READY = "SecretsReady"
-QUOTA_EXCEEDED = "QuotaExceeded"
+QUOTA_EXCEEDED = "QuotaExceeded"  # the condition; its reason is reasons.QUOTA_EXCEEDED
 # Kinds a preview prunes in its namespace when the spec no longer names them (by owner label).
 PRUNED_KINDS = (
     ("apps/v1", "Deployment"),
@@ -101,7 +101,7 @@ def reconcile(
         err.status = {**status, **err.status}  # namespace, expiresAt... are known even when something blocks
         raise
     except NamespaceTerminating as err:
-        raise Waiting("NamespaceTerminating", str(err), 5, status) from err
+        raise Waiting(reasons.NAMESPACE_TERMINATING, str(err), 5, status) from err
 
 
 def _reconcile(
@@ -120,7 +120,9 @@ def _reconcile(
         kube.delete(API_VERSION, "PreviewEnvironment", name, namespace=home)
         return Outcome(
             status=status,
-            observations=[Observation(RECONCILING, True, "Expired", f"ttl expired at {status['expiresAt']}; deleting")],
+            observations=[
+                Observation(RECONCILING, True, reasons.EXPIRED, f"ttl expired at {status['expiresAt']}; deleting")
+            ],
         )
     _check_team(kube, home, spec.team)
     secrets = KubernetesSecrets(kube)
@@ -130,18 +132,20 @@ def _reconcile(
     if FINALIZER not in (meta.get("finalizers") or []):
         # Nothing is created before the finalizer that cleans it up is in place: a preview deleted in between (the
         # operator killed before its finalizer landed) would otherwise leave its namespace behind for good.
-        raise Waiting("FinalizerPending", "waiting for the cleanup finalizer before creating the namespace", 1, status)
+        raise Waiting(
+            reasons.FINALIZER_PENDING, "waiting for the cleanup finalizer before creating the namespace", 1, status
+        )
     target = status["namespace"]
     current_ns = kube.get("v1", "Namespace", target)
     if current_ns is not None:
         ns_meta = current_ns["metadata"]
         if (ns_meta.get("labels") or {}).get(preview.OWNER_UID_LABEL) != meta["uid"]:
             raise Stalled(
-                "NamespaceConflict",
+                reasons.NAMESPACE_CONFLICT,
                 f"namespace {target} exists and was not created for this PreviewEnvironment; it is left untouched",
             )
         if ns_meta.get("deletionTimestamp"):
-            raise Waiting("NamespaceTerminating", f"namespace {target} is still being deleted", 5)
+            raise Waiting(reasons.NAMESPACE_TERMINATING, f"namespace {target} is still being deleted", 5)
     claim = _namespace_quota(kube, obj, spec)
     defaults = claim.defaults if claim is not None else None
     request = preview.quota_request(
@@ -221,12 +225,12 @@ def _resolve_secret_sources(secrets: Secrets, obj: Manifest, spec: PreviewEnviro
             _remove_copy(secrets, obj, entry.secret_name, f"{namespace}/{source.name}")
             # A missing Secret elsewhere is refused the same way: its existence is not ours to reveal.
             raise Stalled(
-                "SecretCopyRefused",
+                reasons.SECRET_COPY_REFUSED,
                 f"Secret {namespace}/{source.name} may not be copied: only Secrets in {home}, or Secrets whose "
                 f"{SECRET_OPT_IN_ANNOTATION} annotation lists {home}, can be copied",
             )
         if secret is None:
-            raise Waiting("SecretNotFound", f"Secret {namespace}/{source.name} to copy does not exist", 15)
+            raise Waiting(reasons.SECRET_NOT_FOUND, f"Secret {namespace}/{source.name} to copy does not exist", 15)
         found[entry.secret_name] = secret
     return found
 
@@ -246,7 +250,7 @@ def _check_team(kube: KubernetesObjects, home: str, team: str) -> None:
     owner_team = ((namespace or {}).get("metadata", {}).get("labels") or {}).get(preview.TEAM_LABEL)
     if owner_team is not None and owner_team != team:
         raise Stalled(
-            "TeamMismatch",
+            reasons.TEAM_MISMATCH,
             f"spec.team is {team!r} but namespace {home} belongs to team {owner_team!r} (label {preview.TEAM_LABEL})",
         )
 
@@ -258,15 +262,15 @@ def _check_routing(kube: KubernetesObjects, spec: PreviewEnvironmentSpec) -> Non
     if ingress.gateway is not None:
         if not kube.has_api(*HTTP_ROUTE):
             raise Stalled(
-                "GatewayAPINotInstalled",
+                reasons.GATEWAY_API_NOT_INSTALLED,
                 "spec.ingress.gateway needs the Gateway API CRDs (HTTPRoute), which this cluster does not serve",
             )
         gateway = ingress.gateway
         if kube.get(GATEWAY[0], GATEWAY[1], gateway.name, namespace=gateway.namespace) is None:
-            raise Stalled("GatewayNotFound", f"Gateway {gateway.namespace}/{gateway.name} does not exist")
+            raise Stalled(reasons.GATEWAY_NOT_FOUND, f"Gateway {gateway.namespace}/{gateway.name} does not exist")
         return
     if ingress.class_name and kube.get("networking.k8s.io/v1", "IngressClass", ingress.class_name) is None:
-        raise Stalled("IngressClassNotFound", f"IngressClass {ingress.class_name} does not exist")
+        raise Stalled(reasons.INGRESS_CLASS_NOT_FOUND, f"IngressClass {ingress.class_name} does not exist")
 
 
 def _namespace_quota(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnvironmentSpec) -> NamespaceQuotaSpec | None:
@@ -295,7 +299,9 @@ def _quota_gate(
         return None
     rq = kube.get("v1", "ResourceQuota", quota.QUOTA_NAME, namespace=namespace)
     if rq is None:
-        return Observation(RECONCILING, True, "QuotaPending", f"waiting for NamespaceQuota limits in {namespace}")
+        return Observation(
+            RECONCILING, True, reasons.QUOTA_PENDING, f"waiting for NamespaceQuota limits in {namespace}"
+        )
     hard = (rq.get("spec") or {}).get("hard") or {}
     short = [
         f"{res} needs {amount}, allowed {hard[res]}"
@@ -309,7 +315,7 @@ def _quota_gate(
     return Observation(
         QUOTA_EXCEEDED,
         True,
-        "QuotaExceeded",
+        reasons.QUOTA_EXCEEDED,
         f"the team's NamespaceQuota has no room for this preview: {'; '.join(short)}"
         + (f" ({context})" if context else "")
         + "; it is provisioned as soon as room appears",
@@ -451,18 +457,20 @@ def _observe(
         for m in applied
         if m["kind"] == "ModelDeployment" and not sleeping and not _is_ready(m)
     ]
-    observations = [Observation(SECRETS_READY, True, "SecretsWritten", f"{len(status['secrets'])} secrets in place")]
+    observations = [
+        Observation(SECRETS_READY, True, reasons.SECRETS_WRITTEN, f"{len(status['secrets'])} secrets in place")
+    ]
     if crashing:
         observations.append(
             Observation(
                 STALLED,
                 True,
-                "CrashLoopBackOff",
+                reasons.CRASH_LOOP_BACK_OFF,
                 f"service {', '.join(crashing)} crash-loops: check its image, command and env",
             )
         )
     elif quota_refusals:
-        observations.append(Observation(QUOTA_EXCEEDED, True, "QuotaExceeded", "; ".join(quota_refusals)[:1024]))
+        observations.append(Observation(QUOTA_EXCEEDED, True, reasons.QUOTA_EXCEEDED, "; ".join(quota_refusals)[:1024]))
     elif stuck:
         service, found = stuck[0]
         message = f"service {service}: {found.describe()}: {found.hint}"
@@ -470,12 +478,15 @@ def _observe(
     elif waiting or models_waiting:
         observations.append(
             Observation(
-                RECONCILING, True, "ServicesNotReady", f"waiting for {', '.join(waiting + models_waiting)}"[:1024]
+                RECONCILING,
+                True,
+                reasons.SERVICES_NOT_READY,
+                f"waiting for {', '.join(waiting + models_waiting)}"[:1024],
             )
         )
     else:
         what = "asleep (sleepAfter); the next update wakes it" if sleeping else "all services ready"
-        observations.append(Observation(READY, True, "Asleep" if sleeping else "Ready", what))
+        observations.append(Observation(READY, True, reasons.ASLEEP if sleeping else reasons.READY, what))
     return Outcome(
         status=status,
         observations=observations,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
+from plinth.operator import reasons
 from plinth.operator.blockers import SERVICE_NAME_LABEL
 
 CRASH_RESTARTS = 3
@@ -29,7 +30,7 @@ def crash_looping(pods: list[Manifest], restarts: int = CRASH_RESTARTS) -> list[
     for pod in pods:
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") == "CrashLoopBackOff" or (cs.get("restartCount") or 0) >= restarts:
+            if waiting.get("reason") == reasons.CRASH_LOOP_BACK_OFF or (cs.get("restartCount") or 0) >= restarts:
                 bad.append(pod["metadata"]["name"])
                 break
     return sorted(bad)

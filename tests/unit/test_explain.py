@@ -4,11 +4,12 @@ tests/data/explain: to change one, delete it, run the test, review what it wrote
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from plinth.operator import blockers
+from plinth.operator import blockers, reasons
 from plinth.operator.explain import Node, as_json, parse_target, render
 
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "explain"
@@ -180,7 +181,14 @@ def test_a_routes_blocker_is_its_controllers_word_for_that_parent() -> None:
     )
 
 
-def test_every_blocker_reason_is_documented_with_its_hint() -> None:
+def test_every_reason_is_documented_with_its_condition_and_fix() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text()
-    for reason, (stalled, hint) in blockers.REASONS.items():
-        assert f"| `{reason}` | {'Stalled' if stalled else 'Reconciling'} | {hint} |" in text, reason
+    for reason in reasons.ALL.values():
+        assert f"| `{reason.name}` | {reason.condition} | {reason.fix} |" in text, reason.name
+
+
+def test_every_reason_the_operator_writes_is_a_constant() -> None:
+    """A reason spelled out where it is used escapes the table (and the users' scripts that match on it)."""
+    written = re.compile(r'(?:Stalled|Waiting)\(\s*"([A-Za-z]+)"|Observation\(\s*[A-Z_]+,\s*\w+,\s*"([A-Za-z]+)"')
+    for path in sorted((Path(__file__).resolve().parents[2] / "operator").rglob("*.py")):
+        assert not written.findall(path.read_text()), path

@@ -338,7 +338,8 @@ def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkey
             scheduler.adopt_context()
 
         await asyncio.create_task(kopf_handler())
-        loop = asyncio.create_task(scheduler.run([kind], kopf.Memo(executor=None), active))
+        services = kopf.Memo(reconciler=reconciler, executor=None)
+        loop = asyncio.create_task(scheduler.run([kind], services, active))
         await asyncio.wait_for(queued.wait(), timeout=30)
         loop.cancel()
 
