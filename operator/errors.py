@@ -1,9 +1,10 @@
 """The error ladder: what a reconcile step raises decides the condition, the event and the retry.
 
 - ``Stalled``: the user must change something (invalid spec, refused secret). Stalled=True, no retry until the
-  object changes (kopf.PermanentError).
+  object changes.
 - ``Waiting``: progress depends on something that will happen by itself (pods starting, quota freeing up).
-  Reconciling=True, retried after ``delay`` (kopf.TemporaryError).
+  Reconciling=True, retried after ``delay``.
+The wrapper (``reconcile.Reconciler``) turns them into a ``Result``; no exception reaches kopf.
 Anything else is unexpected: reported as Reconciling with reason ``ReconcileError`` and retried with back-off.
 """
 

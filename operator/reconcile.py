@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from typing import Any
 
-import kopf
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, Refused
 from plinth.operator import reasons
 from plinth.operator.api.v1alpha1 import API_VERSION, Condition, KindInfo
@@ -39,15 +39,24 @@ log = logging.getLogger("plinth.reconcile")
 Steps = Callable[[KubernetesObjects, Manifest, Any], Outcome]
 # (object, event type Normal/Warning, reason, message): posts a Kubernetes Event about the object.
 EmitEvent = Callable[[Manifest, str, str, str], None]
-Retry = kopf.PermanentError | kopf.TemporaryError
 # An object's latest body by uid (its kind's index), None once it is gone.
 Latest = Callable[[str], Manifest | None]
 # Conditions worth an Event when they change; Reconciling comes and goes with every wait and would only add noise.
 _EVENTFUL = frozenset({READY, STALLED}) | NEGATIVE_POLARITY
-# Stalled reasons that are a policy saying no (counted in plinth_policy_denials_total), not a broken spec or image.
 #: A child the API server refused is looked at again this often: an admission policy, quota or RBAC rule that
 #: refused it may change without any change to the owner.
 REFUSED_RECHECK_SECONDS = 60.0
+#: A status that could not be written (API server unreachable), or an unexpected failure, is tried again after this.
+FAILURE_RETRY_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one reconcile ended with: its outcome, and when to reconcile again without an event (None: only when
+    something changes; a Stalled object waits for its owner to change it)."""
+
+    outcome: Outcome
+    requeue_after: float | None = None
 
 
 class Reconciler:
@@ -128,7 +137,7 @@ class Reconciler:
         Called on kopf's event loop and never waits: a handler that waited for a thread kept kopf's worker for its
         object, with the event's whole body, for as long as the executor was busy. That was the largest memory in a
         burst (every created object waiting) and at a restart (every resumed one). Nobody awaits the reconcile:
-        failures are recorded in the status, and one that asks to be retried (kopf's TemporaryError, e.g. a namespace
+        failures are recorded in the status, and one that asks to be retried (``Result.requeue_after``, e.g. a namespace
         still terminating) is queued again after the delay it gives. Returns the queued reconcile's future (None when
         coalesced or stopping)."""
         if uid in self._queued:
@@ -190,22 +199,15 @@ class Reconciler:
                 # finalizer's handler's or the garbage collector's, and applying children now would bring back what
                 # they are deleting (a preview's namespace, recreated after its finalizer had seen it gone).
                 return None
-            try:
-                self._run_held(info, obj, steps, written)
-            except kopf.TemporaryError as retry:
-                return retry.delay
-            except kopf.PermanentError:
-                pass  # recorded in the status (Stalled); the next change of the spec is what can help
-        return None
+            return self._run_held(info, obj, steps, written).requeue_after
 
-    def run(self, info: KindInfo, obj: Manifest, steps: Steps) -> Outcome:
-        """Reconcile *obj* (a plain dict of the whole object) with *steps* in this thread; raises kopf errors for
-        retries."""
+    def run(self, info: KindInfo, obj: Manifest, steps: Steps) -> Result:
+        """Reconcile *obj* (a plain dict of the whole object) with *steps* in this thread."""
         uid = obj["metadata"]["uid"]
         with self._lock(uid):
             return self._run_held(info, obj, steps, self._written.get(uid))
 
-    def _run_held(self, info: KindInfo, obj: Manifest, steps: Steps, written: Manifest | None) -> Outcome:
+    def _run_held(self, info: KindInfo, obj: Manifest, steps: Steps, written: Manifest | None) -> Result:
         """``run`` with the object's lock held; *written* is the status this process last wrote for it, if kept."""
         meta = obj["metadata"]
         uid = meta["uid"]
@@ -218,7 +220,7 @@ class Reconciler:
         finally:
             self._finished[uid] = time.monotonic()
 
-    def _run_locked(self, info: KindInfo, obj: Manifest, steps: Steps, written: Manifest | None) -> Outcome:
+    def _run_locked(self, info: KindInfo, obj: Manifest, steps: Steps, written: Manifest | None) -> Result:
         meta, kind = obj["metadata"], info.kind
         uid, generation = meta["uid"], meta.get("generation")
         seen = self._generations.get(uid)
@@ -226,7 +228,7 @@ class Reconciler:
             # A body older than one already reconciled (an index entry racing a spec update): applying it would
             # briefly revert the children. The newer generation's own reconcile is the one that counts.
             log.debug("skipping a stale body", extra={"ref": _ref(kind, meta), "generation": generation})
-            return Outcome()
+            return Result(Outcome())
         if seen is None and is_ready(info.status_model.model_validate(obj.get("status") or {}).conditions, generation):
             # Ready for this generation before this process first saw it (a restart, a new leader): its lag was
             # recorded then; recording it again would rewrite every status on every restart.
@@ -247,7 +249,7 @@ class Reconciler:
             self.metrics.in_progress.labels(kind).inc()
             try:
                 # Steps read the previous status (e.g. activeVersion, history): give them the freshest one.
-                outcome, result, retry = self._attempt(info, {**obj, "status": current_status}, steps)
+                outcome, result, retry_after = self._attempt(info, {**obj, "status": current_status}, steps)
                 span.set_attribute("plinth.result", result)
                 conditions = summarize(previous, outcome.observations, generation)
                 lag = None
@@ -263,9 +265,12 @@ class Reconciler:
                 if lag is not None:
                     status["lastReconcileLagSeconds"] = round(lag, 3)
                 if status != {k: current_status.get(k) for k in status}:
-                    if not self._write_status(kind, meta, status):
+                    written_now = self._write_status(kind, meta, status)
+                    if written_now is None:  # not written: tried again like any failure
+                        return Result(Outcome(), FAILURE_RETRY_SECONDS)
+                    if not written_now:
                         log.debug("object deleted meanwhile", extra={"ref": _ref(kind, meta)})
-                        return Outcome()
+                        return Result(Outcome())
                     self._written[uid] = {**current_status, **status}
             finally:
                 self.metrics.in_progress.labels(kind).dec()
@@ -286,26 +291,20 @@ class Reconciler:
             )
             self._post_transitions(obj, previous, conditions, (current_status.get("blockedBy"), outcome.blocker))
             self._count_denials(kind, previous, conditions)
-        if retry is None and outcome.requeue_after is not None:
-            blocking = next((c for c in conditions if c.type == READY), None)
-            retry = kopf.TemporaryError(
-                f"checking again: {blocking.message if blocking else 'waiting'}", delay=outcome.requeue_after
-            )
-        if isinstance(retry, kopf.TemporaryError):
+        requeue_after = retry_after if retry_after is not None else outcome.requeue_after
+        if requeue_after is not None:
             reason = next((c.reason for c in conditions if c.type == READY), "Unknown")
             self.metrics.retries.labels(kind, reason).inc()
-        if retry is not None:
-            raise retry
-        return outcome
+        return Result(outcome, requeue_after)
 
-    def _write_status(self, kind: str, meta: Manifest, status: dict[str, Any]) -> bool:
-        """Patch the status; False when the object is gone. A failed write (API server unreachable, refused) is
-        retried like any failure rather than escaping the error ladder."""
+    def _write_status(self, kind: str, meta: Manifest, status: dict[str, Any]) -> bool | None:
+        """Patch the status; False when the object is gone, None when the write failed (API server unreachable,
+        refused): retried like any failure rather than escaping the error ladder."""
         try:
             return self.kube.patch_status(API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace"))
-        except Exception as err:
+        except Exception:
             log.exception("status write failed", extra={"ref": _ref(kind, meta)})
-            raise kopf.TemporaryError(f"status write failed: {type(err).__name__}", delay=15) from err
+            return None
 
     def _count_denials(self, kind: str, previous: list[Condition], current: list[Condition]) -> None:
         """A policy refusal counts once, when it starts (not on every resync while it lasts)."""
@@ -315,32 +314,33 @@ class Reconciler:
             if policy and cond.status == "True" and (cond.type, cond.reason) not in before:
                 self.metrics.policy_denials.labels(kind, cond.reason).inc()
 
-    def _attempt(self, info: KindInfo, obj: Manifest, steps: Steps) -> tuple[Outcome, str, Retry | None]:
-        """Parse and run the steps; map every failure onto the error ladder: (outcome, result label, kopf retry)."""
+    def _attempt(self, info: KindInfo, obj: Manifest, steps: Steps) -> tuple[Outcome, str, float | None]:
+        """Parse and run the steps; map every failure onto the error ladder: (outcome, result label, seconds until
+        it is tried again; None: when the object changes)."""
         try:
             spec = info.spec_model.model_validate(obj.get("spec") or {})
             return steps(self.kube, obj, spec), "success", None
         except ValidationError as err:
             message = _validation_message(err)
             stalled = Outcome(observations=[Observation(STALLED, True, reasons.INVALID_SPEC, message)])
-            return stalled, "stalled", kopf.PermanentError(f"invalid spec: {message}")
+            return stalled, "stalled", None
         except Stalled as err:
             stalled = Outcome(status=err.status, observations=[Observation(STALLED, True, err.reason, err.message)])
-            return stalled, "stalled", kopf.PermanentError(err.message)
+            return stalled, "stalled", None
         except Waiting as err:
             waiting = Outcome(status=err.status, observations=[Observation(RECONCILING, True, err.reason, err.message)])
-            return waiting, "waiting", kopf.TemporaryError(err.message, delay=err.delay)
+            return waiting, "waiting", err.delay
         except Refused as err:
             # The child as built cannot exist: Stalled, in the API server's words, the child named as the blocker.
             child = Blocker(err.kind, err.name, err.reason, err.message)
             message = f"{child.describe()}: {child.hint}"[:1024]
             refused = Outcome(observations=[Observation(STALLED, True, err.reason, message)], blocker=child)
-            return refused, "stalled", kopf.TemporaryError(message, delay=REFUSED_RECHECK_SECONDS)
+            return refused, "stalled", REFUSED_RECHECK_SECONDS
         except Exception as err:  # unexpected: keep the operator up, report, retry with back-off
             log.exception("reconcile failed", extra={"ref": _ref(info.kind, obj["metadata"])})
             message = f"reconcile failed: {type(err).__name__}; see the operator log"
             failed = Outcome(observations=[Observation(RECONCILING, True, reasons.RECONCILE_ERROR, message)])
-            return failed, "error", kopf.TemporaryError(message, delay=15)
+            return failed, "error", FAILURE_RETRY_SECONDS
 
     def _count_ready(self, uid: str, kind: str, ready: str) -> None:
         before = self._ready.get(uid)
