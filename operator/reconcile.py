@@ -383,8 +383,9 @@ class Reconciler:
                 self.emit(obj, "Normal", f"{type_}Resolved", f"{type_} no longer holds{suffix}")
 
     def _post_blocker(self, obj: Manifest, before: Manifest | None, now: Blocker | None) -> str | None:
-        """One Event per change of the blocking child (kind, name or reason), none while the same one persists.
-        Returns the reason of the Warning it posted, so the conditions' transitions do not say it again."""
+        """One Event per change of the blocking child (kind, name or reason), none while the same one persists: a
+        Warning when only a change clears it, Normal for progress. Returns the reason it posted, so the conditions'
+        transitions do not say it again."""
         if self.emit is None:
             return None
         key = (now.kind, now.name, now.reason) if now is not None else None
@@ -392,7 +393,10 @@ class Reconciler:
             return None
         if now is not None:
             self.emit(
-                obj, "Warning", now.reason, f"blocked by {now.describe()}" + (f": {now.hint}" if now.hint else "")
+                obj,
+                "Warning" if now.stalled else "Normal",  # progress that passes by itself needs nobody's attention
+                now.reason,
+                f"blocked by {now.describe()}" + (f": {now.hint}" if now.hint else ""),
             )
             return now.reason
         if before is not None:

@@ -105,7 +105,7 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
     if uncounted:
         message = (
             f"the quota controller has not counted usage under the new limits in {_count(len(uncounted), 'namespace')}"
-            f" yet (first: {uncounted[0].name}); until it has, the API server refuses new Pods there"
+            f" yet (first: {uncounted[0].name}); until it has, the API server enforces the previous limits there"
         )
         observations = [Observation(RECONCILING, True, reasons.QUOTA_NOT_COUNTED, message)]
     else:
@@ -139,8 +139,8 @@ def uncounted_quotas(
     desired: Mapping[tuple[str, str, str], Manifest], existing: Mapping[tuple[str, str, str], Manifest]
 ) -> list[Blocker]:
     """The ResourceQuotas whose limits the quota controller has not taken into its status yet (*existing* is as read
-    before this reconcile's writes, so one just changed counts as not taken): until it has, the API server's quota
-    admission refuses every new Pod in that namespace ("status unknown for quota")."""
+    before this reconcile's writes, so one just changed counts as not taken). Quota admission enforces status.hard:
+    until then the old limits hold, or a new quota refuses Pods ("status unknown for quota")."""
     found = []
     for key, child in sorted(desired.items()):
         if child["kind"] != "ResourceQuota":

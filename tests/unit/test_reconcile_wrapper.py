@@ -122,6 +122,9 @@ def test_one_event_per_change_of_the_blocking_child(setup: Any) -> None:
         "message": 'Back-off pulling image "x"',
         "since": "2026-01-01T00:00:00Z",
     }
+    starting = Blocker("Pod", "web-1", "ContainerCreating", "container web is being created")
+    reconciler.run(INFO, _obj(VALID), blocked_by(starting))
+    assert [t for t, r, _ in events if r == "ContainerCreating"] == ["Normal"], "progress needs nobody's attention"
     refused = Blocker("Deployment", "web", "FailedCreate", "exceeded quota: plinth-quota")
     reconciler.run(INFO, _obj(VALID), blocked_by(refused))
     reconciler.run(INFO, _obj(VALID), _ok)
