@@ -20,6 +20,7 @@ from plinth.operator.blockers import Blocker
 from plinth.operator.builders import model as model_builder
 from plinth.operator.builders import preview as preview_builder
 from plinth.operator.builders import quota as quota_builder
+from plinth.operator.reconcilers import modeldeployment, namespacequota, previewenvironment
 
 API = f"{GROUP}/{VERSION}"
 KINDS = {
@@ -33,28 +34,12 @@ KINDS = {
     "namespacequotas": "NamespaceQuota",
     "nsq": "NamespaceQuota",
 }
-#: What a kind's children are, in the order they are shown (optional APIs are skipped when not served).
+#: What a kind's children are, in the order they are shown (optional APIs are skipped when not served): each kind's
+#: reconciler says.
 CHILD_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "ModelDeployment": (
-        ("apps/v1", "Deployment"),
-        ("v1", "Service"),
-        ("autoscaling/v2", "HorizontalPodAutoscaler"),
-        ("policy/v1", "PodDisruptionBudget"),
-        ("gateway.networking.k8s.io/v1", "HTTPRoute"),
-    ),
-    "PreviewEnvironment": (
-        ("apps/v1", "Deployment"),
-        ("v1", "Service"),
-        ("networking.k8s.io/v1", "Ingress"),
-        ("gateway.networking.k8s.io/v1", "HTTPRoute"),
-        ("v1", "Secret"),
-        (API, "ModelDeployment"),
-    ),
-    "NamespaceQuota": (
-        ("v1", "ResourceQuota"),
-        ("v1", "LimitRange"),
-        ("networking.k8s.io/v1", "NetworkPolicy"),
-    ),
+    "ModelDeployment": modeldeployment.CHILD_KINDS,
+    "PreviewEnvironment": previewenvironment.CHILD_KINDS,
+    "NamespaceQuota": namespacequota.CHILD_KINDS,
 }
 OWNER_LABELS = {
     "ModelDeployment": model_builder.OWNER_LABEL,

@@ -53,6 +53,9 @@ HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
 SERVICE_MONITOR = ("monitoring.coreos.com/v1", "ServiceMonitor")
 PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
+#: The kinds of child a ModelDeployment owns, in the order ``plinth explain`` shows them (the monitoring children,
+#: which a team member may not be allowed to read, are left out).
+CHILD_KINDS = (*OWN_KINDS, *OPTIONAL_KINDS, HTTP_ROUTE)
 ROUTE_RECHECK_SECONDS = 10.0
 HISTORY_LIMIT = 20
 

@@ -62,6 +62,8 @@ PRUNED_KINDS = (
 )
 HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
+#: Every kind of child a preview can have in its namespace, in the order ``plinth explain`` shows them.
+CHILD_KINDS = (*PRUNED_KINDS[:3], HTTP_ROUTE, ("v1", "Secret"), PRUNED_KINDS[3])
 
 
 def lifecycle(previous: dict[str, Any], generation: int, spec: PreviewEnvironmentSpec, now: datetime) -> dict[str, Any]:
