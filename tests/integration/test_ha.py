@@ -309,10 +309,15 @@ def test_a_paused_replica_queues_nothing(cluster: Cluster, peering_crd: None, tm
         replicas.append(debugging)
         wait_for(lambda: _last_logged(first, "Pausing operations") is not None, what="the first replica paused")
         paused = _last_logged(first, "Pausing operations")
-        assert paused is not None
+        wait_for(lambda: _is_active(debugging), what="the debugging replica working")
+        resumed = _last_logged(debugging, "Resuming operations")
+        assert paused is not None and resumed is not None
+        # Counted from the debugging replica's own start, not from the first one's pause: it may resume (and
+        # reconcile) before the first replica has seen it, and then only retries would count, which come less often
+        # the longer the quota waits. Its resume and two retries (15 s apart) span a retry of the first replica's.
         wait_for(
-            lambda: len([t for t in _reconciled_times(debugging, "NamespaceQuota", newer) if t > paused]) >= 3,
-            timeout=90,
+            lambda: len([t for t in _reconciled_times(debugging, "NamespaceQuota", newer) if t >= resumed]) >= 3,
+            timeout=120,
             what="the debugging replica's resume and two retries",
         )
         # A reconcile already running when kopf paused may still finish; none may start later (a paused replica
