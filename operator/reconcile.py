@@ -362,11 +362,11 @@ class Reconciler:
         the blocking child before and now (``_post_blocker``)."""
         if self.emit is None:
             return
-        named = self._post_blocker(obj, *blocked)
-        before = {c.type: c.status for c in previous}
-        after = {c.type: c for c in current}
         trace = current_trace_id()
         suffix = f" (trace {trace})" if trace else ""
+        named = self._post_blocker(obj, *blocked, suffix=suffix)
+        before = {c.type: c.status for c in previous}
+        after = {c.type: c for c in current}
         for type_, cond in after.items():
             if type_ in _EVENTFUL and before.get(type_) != cond.status:
                 healthy = (cond.status == "True") == (type_ == READY)
@@ -382,10 +382,12 @@ class Reconciler:
             if type_ in _EVENTFUL and before[type_] == "True":
                 self.emit(obj, "Normal", f"{type_}Resolved", f"{type_} no longer holds{suffix}")
 
-    def _post_blocker(self, obj: Manifest, before: Manifest | None, now: Blocker | None) -> str | None:
+    def _post_blocker(
+        self, obj: Manifest, before: Manifest | None, now: Blocker | None, *, suffix: str = ""
+    ) -> str | None:
         """One Event per change of the blocking child (kind, name or reason), none while the same one persists: a
-        Warning when only a change clears it, Normal for progress. Returns the reason it posted, so the conditions'
-        transitions do not say it again."""
+        Warning when only a change clears it, Normal for progress; *suffix* names the trace. Returns the reason it
+        posted, so the conditions' transitions do not say it again."""
         if self.emit is None:
             return None
         key = (now.kind, now.name, now.reason) if now is not None else None
@@ -396,7 +398,7 @@ class Reconciler:
                 obj,
                 "Warning" if now.stalled else "Normal",  # progress that passes by itself needs nobody's attention
                 now.reason,
-                f"blocked by {now.describe()}" + (f": {now.hint}" if now.hint else ""),
+                f"blocked by {now.describe()}" + (f": {now.hint}" if now.hint else "") + suffix,
             )
             return now.reason
         if before is not None:
@@ -404,7 +406,7 @@ class Reconciler:
                 obj,
                 "Normal",
                 "Unblocked",
-                f"{before['kind']} {before['name']} no longer blocks (was {before['reason']})",
+                f"{before['kind']} {before['name']} no longer blocks (was {before['reason']}){suffix}",
             )
         return None
 
