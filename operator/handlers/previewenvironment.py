@@ -91,3 +91,11 @@ async def pod_warned(type: str, body: kopf.Body, memo: Services, **_: Any) -> No
     the preview now, not at its next retry."""
     if (pod := warned_pod(type, body)) is not None:
         wake_not_ready(SCHEDULED, INDEX.under(pod[0]), memo)
+
+
+@kopf.on.event("networking.k8s.io", "v1", "ingressclasses")
+async def ingress_class_changed(type: str, memo: Services, **_: Any) -> None:
+    """An IngressClass appeared or changed: previews Stalled for want of it go on now, not at their next retry
+    (IngressClasses are few and rarely change, so every preview not Ready is looked at)."""
+    if type:  # None is the initial listing: resumed previews are reconciled anyway
+        wake_not_ready(SCHEDULED, INDEX, memo)

@@ -140,6 +140,20 @@ def test_unknown_ingress_class_stalls_before_anything_is_created(
     obj = wait_reason(cluster, (PE, team, "noclass"), "Stalled", "IngressClassNotFound")
     assert_blocked(obj, "Stalled", "IngressClassNotFound", names=missing)
     assert not namespace_exists(cluster, obj["status"]["namespace"])
+    # Installing the class is the fix: the preview goes on without being edited (IngressClasses are watched).
+    ingress_class = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": missing},
+        "spec": {"controller": "example.com/none"},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(ingress_class))
+    try:
+        ready = wait_reason(cluster, (PE, team, "noclass"), "Ready", "Ready")
+        assert "blockedBy" not in ready["status"]
+        assert cluster.get("-n", ready["status"]["namespace"], "ingresses")["items"]
+    finally:
+        cluster.kubectl("delete", "ingressclass", missing, "--wait=false", check=False)
 
 
 def test_refused_update_keeps_what_already_runs(cluster: Cluster, operator: Operator, team: str) -> None:
