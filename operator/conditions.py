@@ -10,8 +10,9 @@ Reasons are CamelCase constants; messages say what blocks and on which child.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from plinth.operator import reasons
 from plinth.operator.api.v1alpha1 import Condition, format_time
@@ -90,3 +91,11 @@ def summarize(
 def is_ready(conditions: Sequence[Condition], generation: int | None) -> bool:
     ready = next((c for c in conditions if c.type == READY), None)
     return ready is not None and ready.status == "True" and ready.observed_generation == generation
+
+
+def not_ready(body: Mapping[str, Any]) -> bool:
+    """Not Ready for its current generation (read from a whole body, as the index and kopf hold it)."""
+    status = body.get("status") or {}
+    generation = body.get("metadata", {}).get("generation")
+    ready: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == READY), {})
+    return not (ready.get("status") == "True" and ready.get("observedGeneration") == generation)

@@ -37,9 +37,9 @@ KINDS = {
 #: What a kind's children are, in the order they are shown (optional APIs are skipped when not served): each kind's
 #: reconciler says.
 CHILD_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "ModelDeployment": modeldeployment.CHILD_KINDS,
-    "PreviewEnvironment": previewenvironment.CHILD_KINDS,
-    "NamespaceQuota": namespacequota.CHILD_KINDS,
+    "ModelDeployment": modeldeployment.KIND.owned(),
+    "PreviewEnvironment": previewenvironment.KIND.owned(),
+    "NamespaceQuota": namespacequota.KIND.owned(),
 }
 OWNER_LABELS = {
     "ModelDeployment": model_builder.OWNER_LABEL,

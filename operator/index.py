@@ -24,6 +24,11 @@ from plinth.operator.settings import DIFFBASE_ANNOTATION
 UNREAD_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration", DIFFBASE_ANNOTATION})
 
 
+# Objects not Ready at their generation are reconciled again this often, when nothing else has meanwhile (less often
+# the longer they wait: ``schedule.retry_interval``).
+RETRY_SECONDS = 15
+
+
 @dataclass(frozen=True)
 class Timing:
     """When an object wants a reconcile without an event, worked out from its body once per event."""

@@ -22,8 +22,9 @@ from plinth.adapters.observability import PrometheusHTTP
 from plinth.operator import heap, tracing
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
-from plinth.operator.builders import quota
+from plinth.operator.kinds import label_selectors
 from plinth.operator.reconcile import Reconciler
+from plinth.operator.reconcilers import modeldeployment, namespacequota, previewenvironment
 from plinth.operator.schedule import Scheduler
 from plinth.operator.services import Services
 from plinth.operator.settings import DIFFBASE_ANNOTATION, FIELD_MANAGER, FINALIZER, MANAGED_BY, Settings
@@ -31,7 +32,6 @@ from plinth.operator.telemetry import Telemetry
 
 log = logging.getLogger("plinth")
 # Deployments (and their Pods) of every Plinth kind carry this label (templates included).
-MANAGED_BY_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 
 
 # How long kopf keeps an object's worker after its last event (see kopf_settings).
@@ -223,18 +223,17 @@ def kopf_settings(settings: Settings, *, standalone: bool = True, stream_lists: 
     # Children are watched to repair drift and follow rollouts. Handler label filters are applied client-side, so
     # without these server-side selectors the operator would stream every Deployment in the cluster. (Pods are not
     # watched at all, only the Warning Events about them: see handlers.common.POD_WARNINGS.)
-    for resource, owner_label in (
-        (("apps", "deployments"), MANAGED_BY_SELECTOR),
-        ("resourcequotas", quota.OWNER_LABEL),
-        ("limitranges", quota.OWNER_LABEL),
-        (("networking.k8s.io", "networkpolicies"), quota.OWNER_LABEL),
-    ):
-        s.watching.label_selectors[resource] = owner_label
     # Imported here, as in run(): importing the handlers' package registers them.
     from plinth.operator.handlers.common import POD_WARNINGS, POD_WARNINGS_SELECTOR
 
+    for (group, plural), selector in label_selectors(KINDS).items():
+        s.watching.label_selectors[group, plural] = selector
     s.watching.field_selectors[POD_WARNINGS] = POD_WARNINGS_SELECTOR
     return s
+
+
+# The kinds the operator serves, as their reconcilers describe them.
+KINDS = (modeldeployment.KIND, previewenvironment.KIND, namespacequota.KIND)
 
 
 def stop_on_early_sigterm() -> asyncio.Event:

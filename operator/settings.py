@@ -8,6 +8,7 @@ from dataclasses import dataclass
 FIELD_MANAGER = "plinth"
 FINALIZER = "plinth.dev/finalizer"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "plinth"}
+MANAGED_BY_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 # kopf's diff base (the spec it last handled, as JSON): kopf's own bookkeeping, read by kopf only.
 DIFFBASE_ANNOTATION = "plinth.dev/last-handled-spec"
 INITIAL_LISTINGS = ("auto", "stream", "list")

@@ -1,4 +1,5 @@
-"""What the per-kind handler modules share: reconciling an owner from an event about something else."""
+"""The handlers every kind gets from its descriptor (``register``), and what the per-kind handler modules share:
+reconciling an owner from an event about something else."""
 
 from __future__ import annotations
 
@@ -7,14 +8,52 @@ from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 import kopf
+from plinth.operator.api.v1alpha1 import GROUP, VERSION
+from plinth.operator.conditions import not_ready
 from plinth.operator.index import Index, Indexed
+from plinth.operator.kinds import ChildKind, KindDescriptor
 from plinth.operator.schedule import ScheduledKind
 from plinth.operator.services import Services
 
-# Objects not Ready at their generation are reconciled again this often, when nothing else has meanwhile.
-RETRY_SECONDS = 15
 # Conditions of a Deployment that no owner's status depends on (see status_digest).
 DEPLOYMENT_PROGRESS_CONDITIONS = frozenset({"Available", "Progressing"})
+
+
+def register(kind: KindDescriptor) -> ScheduledKind:
+    """Everything a kind's descriptor asks for: its index (``follow``), the handlers of its own changes
+    (``reconcile_on_change``) and one per watched child (``follow_child``). Returns what the schedule and the kind's
+    own further handlers use."""
+    info = kind.info
+    resource = (GROUP, VERSION, info.plural)
+    index = Index(key=kind.key, timing=kind.timing)
+    follow(resource, index)
+    scheduled = ScheduledKind(info, index, kind.steps)
+    reconcile_on_change(resource, scheduled)
+    for child in kind.watched():
+        follow_child(scheduled, child)
+    return scheduled
+
+
+def follow_child(kind: ScheduledKind, child: ChildKind) -> None:
+    """Register the handler of *child*'s events (server-side label selector in ``runtime.kopf_settings``): an event
+    that changes something the owner reports queues the owner's reconcile (filtered and coalesced on the event loop,
+    see ``Reconciler.run_soon``). Async, so only a reconcile that will happen takes a thread."""
+    watch = child.watch
+    assert watch is not None
+    handler = f"child-{kind.info.plural}-{child.plural}"
+
+    @kopf.on.event(child.group, child.version, child.plural, labels={watch.label: kopf.PRESENT}, id=handler)
+    async def child_changed(type: str, body: kopf.Body, memo: Services, **_: Any) -> None:
+        if not type:  # None is the initial listing: resumed owners read their children anyway
+            return
+        if watch.filtered and not memo.children.changed(handler, type, body):
+            return
+        owners = kind.index.under(watch.owner_key(dict(body)))
+        if not owners and watch.orphans_wake_all:
+            owners = list(kind.index)
+        for entry in owners:
+            if not entry.deleting:
+                kind.reconcile_soon(memo, entry.uid)
 
 
 def follow(resource: tuple[str, str, str], index: Index) -> None:
@@ -79,16 +118,6 @@ def wake_not_ready(kind: ScheduledKind, entries: Iterable[Indexed], memo: Servic
     for entry in entries:
         if not entry.deleting and not_ready(entry.body()):
             kind.reconcile_soon(memo, entry.uid)
-
-
-def not_ready(body: kopf.Body | Mapping[str, Any]) -> bool:
-    """Not Ready for its current generation. A reconcile triggered by a child's event is not retried when it fails
-    (e.g. the API server was down); the schedule looks at such objects again, every RETRY_SECONDS at first and less
-    often the longer they wait (``schedule.retry_interval``)."""
-    status = body.get("status") or {}
-    generation = body.get("metadata", {}).get("generation")
-    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    return not (ready.get("status") == "True" and ready.get("observedGeneration") == generation)
 
 
 def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:

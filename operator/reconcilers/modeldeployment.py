@@ -9,9 +9,10 @@ complete, and ``status.history`` records each change.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.adapters.observability import MetricsQuery, QueryError
@@ -22,13 +23,16 @@ from plinth.operator.api.v1alpha1 import (
     CanaryMetricGate,
     ModelDeploymentSpec,
     format_time,
+    kind_info,
     parse_duration,
     parse_time,
 )
 from plinth.operator.blockers import Blocker
 from plinth.operator.builders import model
-from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
+from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation, not_ready
 from plinth.operator.errors import Waiting
+from plinth.operator.index import RETRY_SECONDS, Timing
+from plinth.operator.kinds import ChildKind, KindDescriptor, Watch
 from plinth.operator.reconcilers import (
     ChildKey,
     Outcome,
@@ -44,8 +48,12 @@ from plinth.operator.reconcilers.workloads import (
     endpoint_slices,
     rollout,
 )
-from plinth.operator.settings import SERVING_IMAGE
+from plinth.operator.settings import MANAGED_BY_SELECTOR, SERVING_IMAGE
 from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
+
+if TYPE_CHECKING:
+    from plinth.operator.reconcile import Steps
+    from plinth.operator.services import Services
 
 OWN_KINDS = (("apps/v1", "Deployment"), ("v1", "Service"))
 OPTIONAL_KINDS = (("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"))
@@ -53,9 +61,6 @@ HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
 SERVICE_MONITOR = ("monitoring.coreos.com/v1", "ServiceMonitor")
 PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
-#: The kinds of child a ModelDeployment owns, in the order ``plinth explain`` shows them (the monitoring children,
-#: which a team member may not be allowed to read, are left out).
-CHILD_KINDS = (*OWN_KINDS, *OPTIONAL_KINDS, HTTP_ROUTE)
 ROUTE_RECHECK_SECONDS = 10.0
 HISTORY_LIMIT = 20
 
@@ -554,3 +559,47 @@ def _observe(
     else:
         observations.append(Observation(READY, True, reasons.SERVING, f"version {stable.version} serving"))
     return observations
+
+
+# -- the kind ---------------------------------------------------------------------------------------------------------
+
+# A canary's health gate and autoPromote.after are time-based: re-checked this often while a canary is set.
+CANARY_SECONDS = 10
+
+
+def timing(body: Manifest) -> Timing:
+    """A canary is re-checked every CANARY_SECONDS; an object not Ready at its generation is retried from
+    RETRY_SECONDS on, less often the longer it waits (a reconcile that failed before it could ask for a retry leaves
+    nothing else to do it)."""
+    if (body.get("spec") or {}).get("canary"):
+        return Timing(every=CANARY_SECONDS)
+    return Timing(every=RETRY_SECONDS, waiting=True) if not_ready(body) else Timing()
+
+
+def _namespaced_name(obj: Manifest) -> str:
+    return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+
+def _owner(child: Manifest) -> str:
+    meta = child["metadata"]
+    return f"{meta.get('namespace')}/{(meta.get('labels') or {}).get(model.OWNER_LABEL)}"
+
+
+def _steps(services: Services) -> Steps:
+    return functools.partial(reconcile, telemetry=services.telemetry, serving_image=services.settings.serving_image)
+
+
+# Rollout progress and readiness show up on the Deployment first: its events reconcile the model.
+KIND = KindDescriptor(
+    info=kind_info("ModelDeployment"),
+    key=_namespaced_name,
+    timing=timing,
+    steps=_steps,
+    children=(
+        ChildKind(*OWN_KINDS[0], "deployments", watch=Watch(MANAGED_BY_SELECTOR, model.OWNER_LABEL, _owner)),
+        ChildKind(*OWN_KINDS[1], "services"),
+        ChildKind(*OPTIONAL_KINDS[0], "horizontalpodautoscalers"),
+        ChildKind(*OPTIONAL_KINDS[1], "poddisruptionbudgets"),
+        ChildKind(*HTTP_ROUTE, "httproutes"),
+    ),
+)

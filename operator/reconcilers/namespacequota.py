@@ -15,17 +15,17 @@ from typing import Any
 
 from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.operator import reasons
-from plinth.operator.api.v1alpha1 import API_VERSION, NamespaceQuotaSpec, parse_quantity
+from plinth.operator.api.v1alpha1 import API_VERSION, NamespaceQuotaSpec, kind_info, parse_quantity
 from plinth.operator.api.v1alpha1.namespacequota import MAX_LISTED_NAMESPACES
 from plinth.operator.blockers import Blocker
 from plinth.operator.builders import common, quota
-from plinth.operator.conditions import READY, RECONCILING, Observation
+from plinth.operator.conditions import READY, RECONCILING, Observation, not_ready
 from plinth.operator.errors import Waiting
+from plinth.operator.index import RETRY_SECONDS, Timing
+from plinth.operator.kinds import ChildKind, KindDescriptor, Watch
 from plinth.operator.reconcilers import Outcome
 from plinth.operator.reconcilers.claims import owner_of, select_namespaces
 from plinth.operator.reconcilers.quotasplit import split_total
-
-CHILD_KINDS = (("v1", "ResourceQuota"), ("v1", "LimitRange"), ("networking.k8s.io/v1", "NetworkPolicy"))
 
 
 def format_quantity(value: Decimal) -> str:
@@ -66,7 +66,7 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
     selected = [ns for ns in wanted if ns not in lost]
 
     existing: dict[tuple[str, str, str], Manifest] = {}
-    for api_version, kind in CHILD_KINDS:
+    for api_version, kind in KIND.owned():
         for child in kube.list(api_version, kind, label_selector=f"{quota.OWNER_LABEL}={name}"):
             existing[(kind, child["metadata"]["namespace"], child["metadata"]["name"])] = child
     # This quota's ResourceQuota in each selected namespace, by namespace.
@@ -230,3 +230,37 @@ def _summary(used: Mapping[str, str], hard: Mapping[str, str]) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+# -- the kind ---------------------------------------------------------------------------------------------------------
+
+
+def timing(body: Manifest) -> Timing:
+    """Not Ready at its generation: retried from RETRY_SECONDS on, less often the longer it waits (a reconcile that
+    failed before it could ask for a retry leaves nothing else to do it)."""
+    return Timing(every=RETRY_SECONDS, waiting=True) if not_ready(body) else Timing()
+
+
+def _name(obj: Manifest) -> str:
+    return str(obj["metadata"]["name"])
+
+
+def _owner(child: Manifest) -> str:
+    return str((child["metadata"].get("labels") or {}).get(quota.OWNER_LABEL))
+
+
+# Every change of a child reconciles its quota: drift is repaired, and the total is rebalanced whenever a
+# ResourceQuota's usage moves. A child whose quota is gone (being garbage-collected) lets the others take its
+# namespace over.
+_CHILD = Watch(quota.OWNER_LABEL, quota.OWNER_LABEL, _owner, filtered=False, orphans_wake_all=True)
+KIND = KindDescriptor(
+    info=kind_info("NamespaceQuota"),
+    key=_name,
+    timing=timing,
+    steps=lambda services: reconcile,
+    children=(
+        ChildKind("v1", "ResourceQuota", "resourcequotas", watch=_CHILD),
+        ChildKind("v1", "LimitRange", "limitranges", watch=_CHILD),
+        ChildKind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", watch=_CHILD),
+    ),
+)

@@ -11,8 +11,9 @@ keeps whatever it already ran. Deleting the namespace (and waiting for it to be 
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.adapters.secrets import KubernetesSecrets, Secrets, StoredSecret, random_value
@@ -22,14 +23,17 @@ from plinth.operator.api.v1alpha1 import (
     NamespaceQuotaSpec,
     PreviewEnvironmentSpec,
     format_time,
+    kind_info,
     parse_duration,
     parse_quantity,
     parse_time,
 )
 from plinth.operator.blockers import Blocker
 from plinth.operator.builders import preview, quota
-from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation
+from plinth.operator.conditions import READY, RECONCILING, STALLED, Observation, not_ready
 from plinth.operator.errors import ReconcileError, Stalled, Waiting
+from plinth.operator.index import Timing
+from plinth.operator.kinds import ChildKind, KindDescriptor, Watch
 from plinth.operator.reconcilers import (
     ChildKey,
     Outcome,
@@ -46,8 +50,12 @@ from plinth.operator.reconcilers.workloads import (
     endpoint_slices,
     rollout,
 )
-from plinth.operator.settings import FINALIZER
+from plinth.operator.settings import FINALIZER, MANAGED_BY_SELECTOR
 from plinth.operator.telemetry import NO_TELEMETRY, Telemetry
+
+if TYPE_CHECKING:
+    from plinth.operator.reconcile import Steps
+    from plinth.operator.services import Services
 
 # Opt-in of a Secret in another namespace: a comma-separated list of namespaces allowed to copy it.
 SECRET_OPT_IN_ANNOTATION = "plinth.dev/preview-namespaces"
@@ -62,8 +70,6 @@ PRUNED_KINDS = (
 )
 HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
-#: Every kind of child a preview can have in its namespace, in the order ``plinth explain`` shows them.
-CHILD_KINDS = (*PRUNED_KINDS[:3], HTTP_ROUTE, ("v1", "Secret"), PRUNED_KINDS[3])
 
 
 def lifecycle(previous: dict[str, Any], generation: int, spec: PreviewEnvironmentSpec, now: datetime) -> dict[str, Any]:
@@ -508,3 +514,62 @@ def _is_ready(md: Manifest) -> bool:
 
 def _ready_message(md: Manifest) -> str:
     return str((_conditions(md).get(READY) or {}).get("message") or "not reconciled yet")
+
+
+# -- the kind ---------------------------------------------------------------------------------------------------------
+
+# A preview that copies Secrets is looked at this often (they follow their source; the operator may not watch
+# Secrets); one not Ready from this on, less often the longer it waits.
+TICK_SECONDS = 30
+
+
+def timing(body: Manifest) -> Timing:
+    """Sleep and expiry are due at a time, not on an event. Every TICK_SECONDS: a preview that copies Secrets. From
+    TICK_SECONDS on, less often the longer it waits: one not Ready (waiting for quota or a Secret). Not RETRY_SECONDS
+    as for the other kinds: a preview waits for several Deployments, whose events reconcile it anyway; in a slow
+    burst a 15 s retry only added reconciles."""
+    status = dict(body.get("status") or {})
+    try:
+        spec = PreviewEnvironmentSpec.model_validate(dict(body.get("spec") or {}))
+    except ValueError:
+        return Timing()  # Stalled with InvalidSpec until the user changes it
+    due = next_event(spec, status)
+    at = due.timestamp() if due is not None else None
+    copies = any(s.copy_from is not None for s in spec.secrets)
+    waiting = not_ready(body)
+    return Timing(every=TICK_SECONDS if copies or waiting else None, at=at, waiting=waiting and not copies)
+
+
+def _namespace(child: Manifest) -> str:
+    return str(child["metadata"].get("namespace"))
+
+
+def _steps(services: Services) -> Steps:
+    return functools.partial(reconcile, telemetry=services.telemetry)
+
+
+_IN_ITS_NAMESPACE = Watch(MANAGED_BY_SELECTOR, preview.OWNER_LABEL, _namespace)
+# Readiness, quota refusals and NamespaceQuota's reservation show up on children first: their events reconcile the
+# preview, found by the namespace it runs in (what only Pods show: handlers.previewenvironment.pod_warned).
+KIND = KindDescriptor(
+    info=kind_info("PreviewEnvironment"),
+    key=preview.namespace_name,
+    timing=timing,
+    steps=_steps,
+    children=(
+        ChildKind(*PRUNED_KINDS[0], "deployments", watch=_IN_ITS_NAMESPACE),
+        ChildKind(*PRUNED_KINDS[1], "services"),
+        ChildKind(*PRUNED_KINDS[2], "ingresses"),
+        ChildKind(*HTTP_ROUTE, "httproutes"),
+        ChildKind("v1", "Secret", "secrets"),
+        # A Plinth kind: its own watch takes no label selector, so neither may this one.
+        ChildKind(*PRUNED_KINDS[3], "modeldeployments", watch=Watch(None, preview.OWNER_LABEL, _namespace)),
+        ChildKind(
+            "v1",
+            "ResourceQuota",
+            "resourcequotas",
+            owned=False,
+            watch=Watch(quota.OWNER_LABEL, quota.OWNER_LABEL, _namespace),
+        ),
+    ),
+)

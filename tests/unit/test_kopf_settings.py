@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import os
 import signal
@@ -12,8 +13,10 @@ from collections.abc import Iterator
 import kopf
 import pytest
 from plinth.operator import runtime
+from plinth.operator.builders import quota
 from plinth.operator.handlers.lifecycle import KOPF_REQUEST_CONNECTIONS, kopf_connection_limit, stopping
-from plinth.operator.settings import Settings
+from plinth.operator.kinds import ChildKind, Watch, label_selectors
+from plinth.operator.settings import MANAGED_BY_SELECTOR, Settings
 
 
 def _watched_kinds() -> set[str]:
@@ -33,7 +36,21 @@ def test_initial_lists_are_not_paged_and_children_are_filtered_server_side() -> 
     settings = runtime.kopf_settings(Settings())
     assert settings.watching.chunk_size is None
     selectors = settings.watching.label_selectors
-    assert selectors.collect(kopf.Resource("apps", "v1", "deployments")) == [runtime.MANAGED_BY_SELECTOR]
+    assert selectors.collect(kopf.Resource("apps", "v1", "deployments")) == [MANAGED_BY_SELECTOR]
+    for plural in ("resourcequotas", "limitranges"):
+        assert selectors.collect(kopf.Resource("", "v1", plural)) == [quota.OWNER_LABEL]
+    assert selectors.collect(kopf.Resource("networking.k8s.io", "v1", "networkpolicies")) == [quota.OWNER_LABEL]
+    # A Plinth kind's own watch must see every object: no selector, although previews follow their models.
+    assert selectors.collect(kopf.Resource("plinth.dev", "v1alpha1", "modeldeployments")) == []
+
+
+def test_the_kinds_watching_one_resource_agree_on_its_selector() -> None:
+    """kopf joins every selector of a resource with AND: two kinds with different ones would each see nothing."""
+    assert label_selectors(runtime.KINDS)[("apps", "deployments")] == MANAGED_BY_SELECTOR
+    child = ChildKind("apps/v1", "Deployment", "deployments", watch=Watch("other=1", "x", lambda body: ""))
+    other = dataclasses.replace(runtime.KINDS[0], children=(child,))
+    with pytest.raises(ValueError, match="disagree"):
+        label_selectors((*runtime.KINDS, other))
 
 
 def test_an_idle_worker_lets_its_objects_last_body_go_within_a_second() -> None:

@@ -14,9 +14,12 @@ import kopf
 import pytest
 from plinth.operator import schedule
 from plinth.operator.api.v1alpha1 import KindInfo, kind_info
-from plinth.operator.handlers import lifecycle, modeldeployment, namespacequota, previewenvironment
+from plinth.operator.handlers import lifecycle
 from plinth.operator.index import Index, Indexed, Timing
 from plinth.operator.reconcile import Latest, Steps
+from plinth.operator.reconcilers import modeldeployment as md_kind
+from plinth.operator.reconcilers import namespacequota as nq_kind
+from plinth.operator.reconcilers import previewenvironment as pe_kind
 from plinth.operator.runtime import PeeringActivity
 from plinth.operator.schedule import ScheduledKind, Scheduler
 from plinth.operator.settings import Settings
@@ -224,25 +227,25 @@ def test_preview_timing() -> None:
         "expiresAt": (updated + timedelta(hours=2)).isoformat(),
     }
     ready = _preview({}, {**_ready(), **lifecycle_status})
-    assert previewenvironment.timing(ready) == Timing(at=(updated + timedelta(hours=2)).timestamp())
+    assert pe_kind.timing(ready) == Timing(at=(updated + timedelta(hours=2)).timestamp())
     sleepy = _preview({"sleepAfter": "30m"}, {**_ready(), **lifecycle_status})
-    assert previewenvironment.timing(sleepy).at == (updated + timedelta(minutes=30)).timestamp()
+    assert pe_kind.timing(sleepy).at == (updated + timedelta(minutes=30)).timestamp()
     copies = _preview({"secrets": [{"copyFrom": {"namespace": "ci", "name": "token"}}]}, _ready())
-    assert previewenvironment.timing(copies) == Timing(every=previewenvironment.TICK_SECONDS)
-    waiting = Timing(every=previewenvironment.TICK_SECONDS, waiting=True)
-    assert previewenvironment.timing(_preview({}, {})) == waiting  # not Ready yet
-    assert previewenvironment.timing(_preview({}, _ready(generation=0))) == waiting  # Ready at an older generation
-    assert previewenvironment.timing(_preview({"ttl": "forever"}, {})) == Timing()  # Stalled until the user edits it
+    assert pe_kind.timing(copies) == Timing(every=pe_kind.TICK_SECONDS)
+    waiting = Timing(every=pe_kind.TICK_SECONDS, waiting=True)
+    assert pe_kind.timing(_preview({}, {})) == waiting  # not Ready yet
+    assert pe_kind.timing(_preview({}, _ready(generation=0))) == waiting  # Ready at an older generation
+    assert pe_kind.timing(_preview({"ttl": "forever"}, {})) == Timing()  # Stalled until the user edits it
 
 
 def test_model_and_quota_timing() -> None:
     ready = {"metadata": {"generation": 1}, "spec": {}, "status": _ready()}
-    assert modeldeployment.timing(ready) == Timing()
-    assert modeldeployment.timing({**ready, "status": {}}) == Timing(every=15, waiting=True)
+    assert md_kind.timing(ready) == Timing()
+    assert md_kind.timing({**ready, "status": {}}) == Timing(every=15, waiting=True)
     canary = {**ready, "spec": {"canary": {"weight": 10}}}
-    assert modeldeployment.timing(canary) == Timing(every=modeldeployment.CANARY_SECONDS)
-    assert namespacequota.timing(ready) == Timing()
-    assert namespacequota.timing({**ready, "metadata": {"generation": 2}}) == Timing(every=15, waiting=True)
+    assert md_kind.timing(canary) == Timing(every=md_kind.CANARY_SECONDS)
+    assert nq_kind.timing(ready) == Timing()
+    assert nq_kind.timing({**ready, "metadata": {"generation": 2}}) == Timing(every=15, waiting=True)
 
 
 def test_every_kind_is_scheduled_and_kopf_keeps_no_index() -> None:
