@@ -296,7 +296,10 @@ def test_a_paused_replica_queues_nothing(cluster: Cluster, peering_crd: None, tm
     namespace = f"ha-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("label", "namespace", namespace, f"plinth.dev/team={team}")
-    older, newer = f"ha-{uuid.uuid4().hex[:8]}", f"ha-{uuid.uuid4().hex[:8]}"
+    # Creation times have a resolution of a second, and between two quotas created in the same second the smaller
+    # name wins the namespaces: the names keep "older" the winner whichever second each was created in.
+    suffix = uuid.uuid4().hex[:8]
+    older, newer = f"ha-a-{suffix}", f"ha-b-{suffix}"
     first = Operator(cluster, tmp_path / "first.log", env=_env(peering))
     replicas = [first]
     try:
@@ -312,9 +315,8 @@ def test_a_paused_replica_queues_nothing(cluster: Cluster, peering_crd: None, tm
         wait_for(lambda: _is_active(debugging), what="the debugging replica working")
         resumed = _last_logged(debugging, "Resuming operations")
         assert paused is not None and resumed is not None
-        # Counted from the debugging replica's own start, not from the first one's pause: it may resume (and
-        # reconcile) before the first replica has seen it, and then only retries would count, which come less often
-        # the longer the quota waits. Its resume and two retries (15 s apart) span a retry of the first replica's.
+        # Counted from the debugging replica's own start: it may resume (and reconcile) just before the first
+        # replica logs its pause. Its resume and two retries (15 s apart) span a retry of the first replica's.
         wait_for(
             lambda: len([t for t in _reconciled_times(debugging, "NamespaceQuota", newer) if t >= resumed]) >= 3,
             timeout=120,
