@@ -104,6 +104,8 @@ def test_a_quota_counts_once_its_controller_took_the_limits_into_its_status() ->
     assert not uncounted_quotas(want, {key: rq({}, {"requests.cpu": "2000m", "pods": "10"})}), (
         "same amounts, other form"
     )
+    extra = {"requests.cpu": "2", "pods": "10", "services": "3"}  # a key another manager added to our quota
+    assert not uncounted_quotas(want, {key: rq({}, extra)})
     blocked = uncounted_quotas(want, {key: rq({}, {"requests.cpu": "2"})})
     assert blocked and (blocked[0].reason, blocked[0].stalled) == ("QuotaNotCounted", False)
     limits = ("LimitRange", "team-a", "plinth-limits")
