@@ -87,7 +87,7 @@ class Reconciler:
         # The context they run in: kopf.event (Plinth's Events) needs kopf's posting queue, set only in the context of
         # kopf's handlers. It is the context of the first caller (a kopf handler, or the schedule in one's context),
         # not each caller's: a handler's context holds kopf's cause, with the event's whole body, its diff and its
-        # patch, and at 5,000 + 5,000 objects the queued reconciles held about 180 MB that way.
+        # patch, which every queued reconcile would otherwise keep until it runs.
         self._context: contextvars.Context | None = None
 
     def _lock(self, uid: str) -> threading.Lock:
@@ -116,7 +116,7 @@ class Reconciler:
     def received(self, uid: str, resource_version: str | None, status: Manifest | None = None) -> None:
         """Note when kopf handed us an event of an object (called on the event loop, after its index took the event's
         body, before any executor wait). An event showing the status this process last wrote means the index has it
-        now: our own copy is dropped. At 5,000 + 5,000 objects those copies were tens of MB. (A queued reconcile reads
+        now: our own copy is dropped, so the operator keeps one copy of each status, not two. (A queued reconcile reads
         our copy before the index, so whichever it misses, the other is at least as new.)"""
         self._received[uid] = (resource_version, time.monotonic())
         written = self._written.get(uid)
@@ -160,8 +160,8 @@ class Reconciler:
 
     def cancel_queued(self) -> int:
         """Cancel the reconciles run_soon queued that have not started (the operator is stopping): the executor would
-        otherwise run every one of them before the process can exit (in a burst of 5,000 objects the operator was
-        still running 30 s after SIGTERM and was killed). The next leader or process reconciles every object on resume
+        otherwise run every one of them before the process can exit, and in a burst it would outlive its termination
+        grace period and be killed. The next leader or process reconciles every object on resume
         anyway. Returns how many."""
         return sum(future.cancel() for future in list(self._pending))
 

@@ -206,16 +206,15 @@ def kopf_settings(settings: Settings, *, standalone: bool = True, stream_lists: 
     s.queueing.idle_timeout = KOPF_WORKER_IDLE_SECONDS
     # A LIST response is decoded whole (every Deployment with its managedFields, at once): the operator's memory peak
     # at a restart. Streamed (sendInitialEvents), the API server sends the objects one at a time on the watch, from
-    # its cache (restart over 1,000 + 1,000 objects: 248 -> 220 MB peak). Older API servers get the LISTs.
+    # its cache, and the peak at a restart is lower. Older API servers get the LISTs.
     s.watching.initial_streaming = stream_lists
     # Server-side watch timeouts: watches are re-opened regularly, so a silently dead connection cannot stall us.
     s.watching.server_timeout = settings.watch_timeout_seconds
     s.watching.client_timeout = settings.watch_timeout_seconds + 30
     s.watching.connect_timeout = 30
     # The initial LIST of each watched kind in one request, never in pages: kopf fetches the next page only as fast
-    # as its busy event loop gets to it, and a continue token expires with the API server's compaction (5 minutes).
-    # Restarted over 5,000 + 5,000 objects, the namespace LIST outlived its token, kopf's watcher failed on the 410
-    # and took the operator down.
+    # as its busy event loop gets to it, and a continue token expires with the API server's compaction (5 minutes):
+    # kopf's watcher fails on that 410 and takes the operator down, which a restart over thousands of objects hits.
     s.watching.chunk_size = None
     # Events are posted by Plinth on change/failure/recovery only; kopf's own per-handler chatter stays in logs.
     s.posting.level = logging.WARNING

@@ -1,11 +1,11 @@
 """Reconciles that no event asks for (resync, retries of objects not Ready, canary gates, sleep and expiry), queued by
 one loop over Plinth's indexes (index.py).
 
-They used to be kopf timers. kopf runs one asyncio task per object and timer, and for every object of a kind with any
-timer it keeps the object's whole latest body (managedFields and kubectl's last-applied copy included) for as long as
-the object exists: at 5,000 + 5,000 objects about 180 MB of bodies, and 17 timer wake-ups a second on the event loop.
-Here each object costs its index entry (``Indexed``: the body without what no reconcile reads, and its ``Timing``
-worked out once per event), and one pass over all of them every ``TICK_SECONDS`` decides what is due.
+Not kopf timers: kopf runs one asyncio task per object and timer, and for every object of a kind with any timer it keeps
+the object's whole latest body (managedFields and kubectl's last-applied copy included) for as long as the object
+exists, the largest share of the memory at scale. Here each object costs its index entry (``Indexed``: the body without
+what no reconcile reads, and its ``Timing`` worked out once per event), and one pass over all of them every
+``TICK_SECONDS`` decides what is due.
 
 Resyncs (drift of children the operator does not watch: Services, Secrets, Ingresses...) are spread by a budget of
 ``resync_per_second``, oldest first: over N objects each is resynced every max(resync_seconds, N / resync_per_second)
@@ -39,8 +39,8 @@ AT_SPACING_SECONDS = 5.0
 # An object waiting to become Ready is retried every Timing.every at first, then every WAITING_GROWTH times the time it
 # has waited, at most every WAITING_MAX_SECONDS. Most waits end with a child's event (a Deployment becoming ready, a
 # quota granted), which reconciles the object anyway; the retries are for what no watched event shows (a crash loop,
-# a failed reconcile). In a burst of 5,000 previews, fixed 30 s retries of the previews still waiting for their Pods
-# reached 75 reconciles a second.
+# a failed reconcile). In a large burst, fixed retries of every object still waiting for its Pods would add a steady
+# load of reconciles that find nothing new.
 WAITING_GROWTH = 0.5
 WAITING_MAX_SECONDS = 120.0
 

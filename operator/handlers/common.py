@@ -81,12 +81,12 @@ def reconcile_on_change(resource: tuple[str, str, str], kind: ScheduledKind) -> 
     """Register *kind*'s handlers for its own changes (created, spec updated, resumed by a starting operator): each
     queues the object's reconcile (``ScheduledKind.reconcile_soon``) and returns.
 
-    Sync handlers kept kopf's worker for their object, with the event's whole body and kopf's bookkeeping of it,
-    until one of the executor's threads was free: over a restart of 5,000 + 5,000 objects that was up to 170 s for
-    most of them and the restart's memory peak (785 MB; 656 MB queued this way); in a burst, every created object
-    waited so. The queued reconcile reads the index's copy when it starts, so a spec change that arrives meanwhile is
-    covered by it. kopf sees the handler succeed at once: a reconcile that asks to be retried is queued again after
-    its delay by ``Reconciler.run_soon``, and the schedule retries an object that is not Ready."""
+    Async, because a sync handler keeps kopf's worker for its object, with the event's whole body and kopf's
+    bookkeeping of it, until an executor thread is free: at a restart or in a burst, that is every object at once,
+    and the largest share of the operator's memory. The queued reconcile reads the index's copy when it starts, so a
+    spec change that arrives meanwhile is covered by it. kopf sees the handler succeed at once: a reconcile that asks
+    to be retried is queued again after its delay by ``Reconciler.run_soon``, and the schedule retries an object that
+    is not Ready."""
 
     @kopf.on.create(*resource, id=f"create-{resource[2]}")
     @kopf.on.update(*resource, id=f"update-{resource[2]}", field="spec")
@@ -150,9 +150,9 @@ def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:
 class ChildDigests:
     """The last ``status_digest`` seen per child (and per handler watching it), so a child event reconciles its owner
     only when something the owner reports has changed. A child never seen counts as changed. Only the digest's hash
-    is kept: the digest itself held on to strings of the child's body (its labels and annotations), for each of
-    10,000 children at 5,000 + 5,000 objects; two different digests with the same 64-bit hash are not a practical
-    concern (the owner's resync would catch the one change missed)."""
+    is kept, not the digest, which would hold strings of every watched child's body (its labels and annotations);
+    two different digests with the same 64-bit hash are not a practical concern (the owner's resync would catch the
+    one change missed)."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], int] = {}

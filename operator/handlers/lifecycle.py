@@ -14,9 +14,9 @@ from plinth.operator.services import Services
 
 log = logging.getLogger("plinth")
 # kopf talks to the API server over its own HTTP session (watch streams, finalizer and annotation patches, Events;
-# Plinth's reconciles use the kubernetes client and its own pool). kopf's default pool has no limit: a burst of 1,000
-# new objects opened about 400 TLS connections at once, each with a 256 KiB read buffer (about 50 MB held) and a
-# handshake the API server pays for. This many connections serve its requests...
+# Plinth's reconciles use the kubernetes client and its own pool). kopf's default pool has no limit: a burst of new
+# objects opens hundreds of TLS connections at once, each with a 256 KiB read buffer and a handshake the API server
+# pays for. This many connections serve its requests...
 KOPF_REQUEST_CONNECTIONS = 32
 # ...beside the watch streams, which hold a connection each for as long as they run: one per watched kind per namespace
 # served (10 kinds including kopf's peering; rounded up). The pool must always have room beyond them, or requests
