@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plinth.operator import reasons
+from plinth.operator.api.v1alpha1 import parse_quantity
 
 Manifest = Mapping[str, Any]
 
@@ -117,6 +118,25 @@ def deployment(obj: Manifest) -> Blocker | None:
             progressing.get("lastTransitionTime"),
         )
     return None
+
+
+def resource_quota(obj: Manifest) -> Blocker | None:
+    """A ResourceQuota whose limits the quota controller has not taken into its status yet: quota admission enforces
+    ``status.hard``, so until then the old limits hold (or, for a new quota, Pods are refused)."""
+    hard = (obj.get("spec") or {}).get("hard") or {}
+    counted = (obj.get("status") or {}).get("hard") or {}
+    if all(key in counted and _same_amount(value, counted[key]) for key, value in hard.items()):
+        return None
+    namespace = obj["metadata"].get("namespace")
+    message = f"the quota controller has not counted usage under these limits in namespace {namespace} yet"
+    return Blocker("ResourceQuota", obj["metadata"]["name"], reasons.QUOTA_NOT_COUNTED, message)
+
+
+def _same_amount(a: Any, b: Any) -> bool:
+    try:
+        return parse_quantity(a) == parse_quantity(b)
+    except ValueError:
+        return str(a) == str(b)
 
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"

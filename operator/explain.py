@@ -200,6 +200,13 @@ def _plain(obj: Manifest) -> Node:
     elif kind == "HorizontalPodAutoscaler":
         status = obj.get("status") or {}
         detail = f"{status.get('currentReplicas', 0)} replicas ({spec.get('minReplicas', 1)}-{spec.get('maxReplicas')})"
+    elif kind == "ResourceQuota":
+        used = (obj.get("status") or {}).get("used") or {}
+        hard = spec.get("hard") or {}
+        detail = ", ".join(f"{key} {used.get(key, '0')}/{limit}" for key, limit in list(hard.items())[:3])
+        if (uncounted := blockers.resource_quota(obj)) is not None:
+            return Node(kind, meta["name"], meta.get("namespace"), "NotReady", detail, uncounted)
+        return Node(kind, meta["name"], meta.get("namespace"), "Ready", detail)
     return Node(kind, meta["name"], meta.get("namespace"), "-", detail)
 
 

@@ -112,11 +112,65 @@ def _tree() -> Node:
     )
 
 
+def _serving_model() -> Node:
+    """A model serving, nothing blocked."""
+    return Node(
+        "ModelDeployment",
+        "iris",
+        "ml",
+        "Ready",
+        "Serving: version 1.4.0 serving",
+        children=[
+            Node(
+                "Deployment",
+                "iris",
+                "ml",
+                "Ready",
+                "2/2 available",
+                children=[
+                    Node("Pod", "iris-5c6b7d-q1w2e", "ml", "Ready", "Running"),
+                    Node("Pod", "iris-5c6b7d-r3t4y", "ml", "Ready", "Running"),
+                ],
+            ),
+            Node("Service", "iris", "ml", "-", "10.96.0.12:8080"),
+        ],
+    )
+
+
+def _quota_being_counted() -> Node:
+    """A NamespaceQuota whose new limits the quota controller has not counted yet: progress, not a fault."""
+    quota = {
+        "kind": "ResourceQuota",
+        "metadata": {"name": "plinth-quota", "namespace": "team-a"},
+        "spec": {"hard": {"requests.cpu": "2"}},
+        "status": {"hard": {"requests.cpu": "1"}, "used": {"requests.cpu": "0"}},
+    }
+    waiting = blockers.resource_quota(quota)
+    assert waiting is not None
+    counted = {**quota, "status": {"hard": {"requests.cpu": "2000m"}, "used": {"requests.cpu": "0"}}}
+    assert blockers.resource_quota(counted) is None
+    return Node(
+        "NamespaceQuota",
+        "team-shop",
+        None,
+        "NotReady",
+        "QuotaNotCounted: the quota controller has not counted usage under the new limits in 1 namespace yet",
+        children=[
+            Node("ResourceQuota", "plinth-quota", "team-a", "NotReady", "requests.cpu 0/2", waiting),
+            Node("LimitRange", "plinth-defaults", "team-a", "-", ""),
+        ],
+    )
+
+
+STATES = {"preview-image-pull": _tree, "model-serving": _serving_model, "quota-being-counted": _quota_being_counted}
+
+
+@pytest.mark.parametrize("state", sorted(STATES))
 @pytest.mark.parametrize("form", ["text", "json"])
-def test_rendering_is_golden(form: str) -> None:
-    tree = _tree()
+def test_rendering_is_golden(state: str, form: str) -> None:
+    tree = STATES[state]()
     shown = render(tree) if form == "text" else json.dumps(as_json(tree), indent=2) + "\n"
-    golden = GOLDEN / f"preview-image-pull.{'txt' if form == 'text' else 'json'}"
+    golden = GOLDEN / f"{state}.{'txt' if form == 'text' else 'json'}"
     if not golden.exists():
         golden.write_text(shown)
         pytest.fail(f"wrote {golden.name}: review it and run the test again")
