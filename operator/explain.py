@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
 from plinth.operator import blockers
 from plinth.operator.api.v1alpha1 import GROUP, VERSION
@@ -21,6 +22,7 @@ from plinth.operator.builders import model as model_builder
 from plinth.operator.builders import preview as preview_builder
 from plinth.operator.builders import quota as quota_builder
 from plinth.operator.reconcilers import modeldeployment, namespacequota, previewenvironment
+from plinth.operator.reconcilers.workloads import ENDPOINT_SLICE
 
 API = f"{GROUP}/{VERSION}"
 KINDS = {
@@ -97,12 +99,22 @@ class Reader:
         self.kube = kube
         self._served: dict[tuple[str, str], bool] = {}
         self._events: dict[str, dict[str, list[Manifest]]] = {}
+        self._slices: dict[str, list[Manifest] | None] = {}
 
     def served(self, api_version: str, kind: str) -> bool:
         key = (api_version, kind)
         if key not in self._served:
             self._served[key] = self.kube.has_api(api_version, kind)
         return self._served[key]
+
+    def endpoint_slices(self, namespace: str) -> list[Manifest] | None:
+        """The namespace's EndpointSlices; None when this user may not list them (then no Service is judged)."""
+        if namespace not in self._slices:
+            try:
+                self._slices[namespace] = self.kube.list(*ENDPOINT_SLICE, namespace=namespace)
+            except ApiException:
+                self._slices[namespace] = None
+        return self._slices[namespace]
 
     def events(self, namespace: str, name: str) -> list[Manifest]:
         if namespace not in self._events:
@@ -158,6 +170,10 @@ def _children(reader: Reader, owner_kind: str, namespace: str | None, selector: 
                 if pods is None:
                     pods = reader.kube.list("v1", "Pod", namespace=namespace)
                 nodes.append(_deployment(reader, child, pods))
+            elif kind == "Service" and namespace is not None:
+                if pods is None:
+                    pods = reader.kube.list("v1", "Pod", namespace=namespace)
+                nodes.append(_service(reader, child, pods))
             else:
                 nodes.append(_plain(child))
     return nodes
@@ -182,6 +198,25 @@ def _deployment(reader: Reader, obj: Manifest, pods: list[Manifest]) -> Node:
         detail = phase + (f", {restarts} restarts" if restarts else "")
         state = "Ready" if blocker is None else "NotReady"
         node.children.append(Node("Pod", pod_name, pod_namespace, state, detail, blocker))
+    return node
+
+
+def _service(reader: Reader, obj: Manifest, pods: list[Manifest]) -> Node:
+    """A Service, judged only while a Pod it selects is Ready (a sleeping preview's Services rightly list nobody):
+    then it must list an endpoint."""
+    node = _plain(obj)
+    meta, selector = obj["metadata"], (obj.get("spec") or {}).get("selector") or {}
+    ready = [
+        p
+        for p in pods
+        if selector
+        and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+        and blockers.pod(p) is None
+    ]
+    slices = reader.endpoint_slices(meta.get("namespace", "")) if ready else None
+    if slices is not None:
+        node.blocker = blockers.service(meta["name"], slices)
+        node.state = "NotReady" if node.blocker is not None else "Ready"
     return node
 
 

@@ -80,7 +80,10 @@ def test_explain_names_the_pods_own_reason_and_clears_when_fixed(
         (fixed,) = json.loads(_explain(node_cluster, "md/scorer", "-n", namespace, "-o", "json").stdout)
         return fixed if fixed["state"] == "Ready" and fixed["blockedBy"] is None else None
 
-    wait_for(cleared, timeout=180, what="the blocker to clear once the image is fixed")
+    fixed = wait_for(cleared, timeout=180, what="the blocker to clear once the image is fixed")
+    # With a Ready Pod behind it, the Service is judged by its endpoints (it lists the Pod).
+    service = next(c for c in fixed["children"] if c["kind"] == "Service")
+    assert (service["state"], service["blocker"]) == ("Ready", None), service
     assert _explain(node_cluster, "-n", namespace).stdout == "every Plinth object is Ready\n"
     missing = _explain(node_cluster, "md/nope", "-n", namespace)
     assert missing.returncode == 1 and "ModelDeployment nope not found" in missing.stderr
