@@ -4,15 +4,10 @@ that asks for a retry is queued again after its delay."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import contextvars
-import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +55,9 @@ class Result:
 
 
 class Reconciler:
-    """Runs reconciles for all kinds; holds per-object locks and generation timestamps (for the lag metric)."""
+    """The one reconcile wrapper, for every kind: parse, run the steps, map the error ladder onto conditions, write
+    the status once, post Events, record metrics and the span. One reconcile per object at a time (its lock);
+    ``workqueue.WorkQueue`` decides when each runs."""
 
     def __init__(self, kube: KubernetesObjects, metrics: Metrics, emit: EmitEvent | None = None) -> None:
         self.kube = kube
@@ -77,18 +74,6 @@ class Reconciler:
         self._ready: dict[str, tuple[str, str]] = {}
         # Per object: (resourceVersion, when kopf handed us its latest event), behind plinth_queue_lag_seconds.
         self._received: dict[str, tuple[str | None, float]] = {}
-        # Owners with a child-triggered reconcile queued and not started yet: it will read every child as it is then.
-        self._queued: set[str] = set()
-        # Per object: when its latest reconcile finished, so time-based reconciles (schedule.py) stand aside for recent
-        # work.
-        self._finished: dict[str, float] = {}
-        # Reconciles queued by run_soon and not finished: cancelled at shutdown (cancel_queued).
-        self._pending: set[Future[float | None]] = set()
-        # The context they run in: kopf.event (Plinth's Events) needs kopf's posting queue, set only in the context of
-        # kopf's handlers. It is the context of the first caller (a kopf handler, or the schedule in one's context),
-        # not each caller's: a handler's context holds kopf's cause, with the event's whole body, its diff and its
-        # patch, which every queued reconcile would otherwise keep until it runs.
-        self._context: contextvars.Context | None = None
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._locks_guard:
@@ -101,17 +86,8 @@ class Reconciler:
         self._generations.pop(uid, None)
         self._written.pop(uid, None)
         self._received.pop(uid, None)
-        self._finished.pop(uid, None)
         if (gone := self._ready.pop(uid, None)) is not None:
             self.metrics.resources.labels(*gone).dec()
-
-    def finished_at(self, uid: str) -> float | None:
-        """When the object's latest reconcile finished (``time.monotonic``), None if none has in this process."""
-        return self._finished.get(uid)
-
-    def queued(self, uid: str) -> bool:
-        """Whether a reconcile queued by run_soon has not started yet."""
-        return uid in self._queued
 
     def received(self, uid: str, resource_version: str | None, status: Manifest | None = None) -> None:
         """Note when kopf handed us an event of an object (called on the event loop, after its index took the event's
@@ -123,75 +99,14 @@ class Reconciler:
         if written is not None and status is not None and all(status.get(k) == v for k, v in written.items()):
             self._written.pop(uid, None)
 
-    def run_soon(
-        self, info: KindInfo, uid: str, latest: Latest, steps: Steps, executor: Executor
-    ) -> Future[float | None] | None:
-        """Queue a reconcile of object *uid* on *executor* and return at once, unless one is already queued and has
-        not started. Every trigger goes through here: the object's own events (create, spec update, resume), its
-        children's events and the schedule.
-
-        The reconcile reads the object from *latest* (its kind's index) when it starts, not when it was queued, so
-        one queued reconcile covers every event of the object and of its children that comes before it starts, a
-        spec change included: a rollout's burst of Deployment events costs one reconcile, not one each.
-
-        Called on kopf's event loop and never waits: a handler that waited for a thread kept kopf's worker for its
-        object, with the event's whole body, for as long as the executor was busy. That was the largest memory in a
-        burst (every created object waiting) and at a restart (every resumed one). Nobody awaits the reconcile:
-        failures are recorded in the status, and one that asks to be retried (``Result.requeue_after``, e.g. a namespace
-        still terminating) is queued again after the delay it gives. Returns the queued reconcile's future (None when
-        coalesced or stopping)."""
-        if uid in self._queued:
-            return None
-        self._queued.add(uid)
-        if self._context is None:
-            self._context = contextvars.copy_context()
-        context = self._context.copy()  # a Context runs in one thread at a time; a copy is cheap and shares its values
-        try:
-            future = executor.submit(context.run, self._run_queued, info, uid, latest, steps)
-        except RuntimeError:  # the executor is shut down: the operator is stopping
-            self._queued.discard(uid)
-            return None
-        self._pending.add(future)
-        again = functools.partial(context.run, self.run_soon, info, uid, latest, steps, executor)
-        future.add_done_callback(
-            functools.partial(self._finished_soon, uid, {"kind": info.kind, "uid": uid}, _running_loop(), again)
-        )
-        return future
-
-    def cancel_queued(self) -> int:
-        """Cancel the reconciles run_soon queued that have not started (the operator is stopping): the executor would
-        otherwise run every one of them before the process can exit, and in a burst it would outlive its termination
-        grace period and be killed. The next leader or process reconciles every object on resume
-        anyway. Returns how many."""
-        return sum(future.cancel() for future in list(self._pending))
-
-    def _finished_soon(
-        self,
-        uid: str,
-        ref: dict[str, str],
-        loop: asyncio.AbstractEventLoop | None,
-        again: Callable[[], object],
-        future: Future[float | None],
-    ) -> None:
-        """A queued reconcile ended (in its executor thread). Nobody awaits it, so an unexpected error is logged here
-        and a retry it asks for is queued here. One cancelled or failed before it started must not leave its object
-        marked queued, or every later event of that object would be dropped."""
-        self._pending.discard(future)
-        if future.cancelled():
-            self._queued.discard(uid)
-        elif (err := future.exception()) is not None:
-            self._queued.discard(uid)
-            log.error("queued reconcile failed", exc_info=err, extra={"ref": ref})
-        elif (delay := future.result()) is not None and loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: the operator has stopped
-                loop.call_soon_threadsafe(loop.call_later, delay, again)
-
-    def _run_queued(self, info: KindInfo, uid: str, latest: Latest, steps: Steps) -> float | None:
-        """A reconcile queued by run_soon, in an executor thread. Once the object's lock is held it no longer counts
-        as queued (an event from now on queues the next reconcile, as this one may have read past it) and its latest
-        body is read. Returns the seconds after which it asks to run again, if it does."""
+    def run_latest(
+        self, info: KindInfo, uid: str, latest: Latest, steps: Steps, started: Callable[[], None]
+    ) -> Result | None:
+        """Reconcile object *uid* as *latest* (its kind's index) has it now, with its lock held; *started* is called
+        once the lock is held (the queue stops counting it as queued: an event from then on queues the next
+        reconcile, as this one may have read past it). None when there is nothing to reconcile."""
         with self._lock(uid):
-            self._queued.discard(uid)
+            started()
             written = self._written.get(uid)  # before the index: see ``received``
             obj = latest(uid)
             if obj is None or obj["metadata"].get("deletionTimestamp"):
@@ -199,7 +114,7 @@ class Reconciler:
                 # finalizer's handler's or the garbage collector's, and applying children now would bring back what
                 # they are deleting (a preview's namespace, recreated after its finalizer had seen it gone).
                 return None
-            return self._run_held(info, obj, steps, written).requeue_after
+            return self._run_held(info, obj, steps, written)
 
     def run(self, info: KindInfo, obj: Manifest, steps: Steps) -> Result:
         """Reconcile *obj* (a plain dict of the whole object) with *steps* in this thread."""
@@ -215,10 +130,7 @@ class Reconciler:
         if stamp is not None and stamp[0] == meta.get("resourceVersion"):
             del self._received[uid]
             self.metrics.queue_lag.labels(info.kind).observe(time.monotonic() - stamp[1])
-        try:
-            return self._run_locked(info, obj, steps, written)
-        finally:
-            self._finished[uid] = time.monotonic()
+        return self._run_locked(info, obj, steps, written)
 
     def _run_locked(self, info: KindInfo, obj: Manifest, steps: Steps, written: Manifest | None) -> Result:
         meta, kind = obj["metadata"], info.kind
@@ -427,11 +339,3 @@ def _validation_message(err: ValidationError) -> str:
 
 def _ref(kind: str, meta: Manifest) -> dict[str, str]:
     return {"kind": kind, "name": meta["name"], **({"namespace": meta["namespace"]} if meta.get("namespace") else {})}
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop calling us (kopf's), on which retries are timed; None outside one (tests)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -29,6 +29,7 @@ from plinth.operator.schedule import Scheduler
 from plinth.operator.services import Services
 from plinth.operator.settings import DIFFBASE_ANNOTATION, FIELD_MANAGER, FINALIZER, MANAGED_BY, Settings
 from plinth.operator.telemetry import Telemetry
+from plinth.operator.workqueue import WorkQueue
 
 log = logging.getLogger("plinth")
 # Deployments (and their Pods) of every Plinth kind carry this label (templates included).
@@ -304,10 +305,12 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
     log.info(f"initial listing: {'streamed on the watch' if stream_lists else 'one LIST per kind'}")
     operator_settings = kopf_settings(settings, standalone=standalone, stream_lists=stream_lists)
     reconciler = Reconciler(kube, metrics, emit)
+    queue = WorkQueue(reconciler)
     services = Services(
         reconciler=reconciler,
+        queue=queue,
         scheduler=Scheduler(
-            reconciler, resync_seconds=settings.resync_seconds, resync_per_second=settings.resync_per_second
+            queue, resync_seconds=settings.resync_seconds, resync_per_second=settings.resync_per_second
         ),
         peering=PeeringActivity(standalone=standalone).install(),
         # Child events queue reconciles on kopf's own executor for sync handlers: one bound on threads.

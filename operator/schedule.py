@@ -64,12 +64,12 @@ class ScheduledKind:
 
     def reconcile_soon(self, services: Services, uid: str) -> None:
         """Queue a reconcile of object *uid*, which reads the object from this kind's index when it starts (see
-        ``Reconciler.run_soon``): what every handler and the schedule do, whatever the trigger."""
-        services.reconciler.run_soon(self.info, uid, self.index.latest, self.steps(services), services.executor)
+        ``WorkQueue.run_soon``): what every handler and the schedule do, whatever the trigger."""
+        services.queue.run_soon(self.info, uid, self.index.latest, self.steps(services), services.executor)
 
 
-class Reconciles(Protocol):
-    """What the loop needs of ``reconcile.Reconciler``."""
+class Queue(Protocol):
+    """What the loop needs of ``workqueue.WorkQueue``."""
 
     def finished_at(self, uid: str) -> float | None: ...
 
@@ -84,14 +84,14 @@ class Scheduler:
 
     def __init__(
         self,
-        reconciler: Reconciles,
+        queue: Queue,
         *,
         resync_seconds: float,
         resync_per_second: float,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.reconciler = reconciler
+        self.queue = queue
         self.resync_seconds = resync_seconds
         self.resync_per_second = resync_per_second
         self._clock, self._wall_clock = clock, wall_clock
@@ -129,9 +129,9 @@ class Scheduler:
             touched[uid] = last = self._touched.get(uid, now)
             if timing.waiting:
                 waiting[uid] = self._waiting_since.get(uid, now)
-            if entry.deleting or self.reconciler.queued(uid):
+            if entry.deleting or self.queue.queued(uid):
                 continue  # deletion is the finalizer's; a queued reconcile is coming anyway
-            idle = now - max(last, self.reconciler.finished_at(uid) or last)
+            idle = now - max(last, self.queue.finished_at(uid) or last)
             every = retry_interval(timing, now - waiting.get(uid, now))
             if (every is not None and idle >= every) or (
                 timing.at is not None and wall >= timing.at and idle >= AT_SPACING_SECONDS

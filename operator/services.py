@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the handlers' package registers them on import; these are o
     from plinth.operator.schedule import Scheduler
     from plinth.operator.settings import Settings
     from plinth.operator.telemetry import Telemetry
+    from plinth.operator.workqueue import WorkQueue
 
 
 class Activity(Protocol):
@@ -28,7 +29,9 @@ class Activity(Protocol):
 @dataclass
 class Services:
     reconciler: Reconciler
-    """Runs and queues reconciles (``Reconciler.run_soon``); holds the Kubernetes adapter as ``kube``."""
+    """The reconcile wrapper; holds the Kubernetes adapter as ``kube``."""
+    queue: WorkQueue
+    """Where every trigger queues a reconcile (``WorkQueue.run_soon``): at most one per object."""
     scheduler: Scheduler
     """Queues the reconciles no event asks for (resyncs, retries, canary checks, expiry)."""
     peering: Activity

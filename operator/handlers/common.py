@@ -37,7 +37,7 @@ def register(kind: KindDescriptor) -> ScheduledKind:
 def follow_child(kind: ScheduledKind, child: ChildKind) -> None:
     """Register the handler of *child*'s events (server-side label selector in ``runtime.kopf_settings``): an event
     that changes something the owner reports queues the owner's reconcile (filtered and coalesced on the event loop,
-    see ``Reconciler.run_soon``). Async, so only a reconcile that will happen takes a thread."""
+    see ``WorkQueue.run_soon``). Async, so only a reconcile that will happen takes a thread."""
     watch = child.watch
     assert watch is not None
     handler = f"child-{kind.info.plural}-{child.plural}"
@@ -72,6 +72,7 @@ def follow(resource: tuple[str, str, str], index: Index) -> None:
         if type == "DELETED":
             index.drop(uid)
             memo.reconciler.forget(uid)
+            memo.queue.forget(uid)
         else:
             index.put(body)
             memo.reconciler.received(uid, body["metadata"].get("resourceVersion"), body.get("status"))
@@ -85,7 +86,7 @@ def reconcile_on_change(resource: tuple[str, str, str], kind: ScheduledKind) -> 
     bookkeeping of it, until an executor thread is free: at a restart or in a burst, that is every object at once,
     and the largest share of the operator's memory. The queued reconcile reads the index's copy when it starts, so a
     spec change that arrives meanwhile is covered by it. kopf sees the handler succeed at once: a reconcile that asks
-    to be retried is queued again after its delay by ``Reconciler.run_soon``, and the schedule retries an object that
+    to be retried is queued again after its delay by ``WorkQueue.run_soon``, and the schedule retries an object that
     is not Ready."""
 
     @kopf.on.create(*resource, id=f"create-{resource[2]}")

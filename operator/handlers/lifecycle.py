@@ -74,5 +74,5 @@ async def stopping(memo: Services, **_: Any) -> None:
     memo.healthy.clear()
     for task in memo.background:
         task.cancel()
-    cancelled = memo.reconciler.cancel_queued()
+    cancelled = memo.queue.cancel_queued()
     log.info(f"plinth operator stopping; {cancelled} queued reconciles cancelled (resumed on the next start)")

@@ -102,7 +102,7 @@ def test_a_pod_warning_reconciles_its_not_ready_owner_only() -> None:
     queued: list[str] = []
     reconciler = SimpleNamespace(run_soon=lambda info, uid, latest, steps, executor: queued.append(uid))
     memo = SimpleNamespace(
-        reconciler=reconciler, executor=None, telemetry=None, settings=SimpleNamespace(serving_image="serve:1")
+        queue=reconciler, executor=None, telemetry=None, settings=SimpleNamespace(serving_image="serve:1")
     )
     models = [
         _owner("ModelDeployment", "ml", "iris", "md-iris", ready=False),

@@ -24,6 +24,7 @@ from plinth.operator.errors import Stalled, Waiting
 from plinth.operator.metrics import Metrics
 from plinth.operator.reconcile import REFUSED_RECHECK_SECONDS, Reconciler
 from plinth.operator.reconcilers import Outcome
+from plinth.operator.workqueue import WorkQueue
 
 INFO = kind_info("NamespaceQuota")
 
@@ -359,6 +360,7 @@ def test_events_coalesce_into_one_queued_reconcile_which_reads_the_latest_body(s
     reconcile reads the object's latest body when it starts. One that arrives after it started (it may have read
     past it) queues the next. Queuing never waits for the reconcile."""
     reconciler, _, _, _ = setup
+    queue = WorkQueue(reconciler)
     generations: list[int] = []
     bodies = {"uid-1": _obj(VALID)}
     release = threading.Event()
@@ -369,28 +371,28 @@ def test_events_coalesce_into_one_queued_reconcile_which_reads_the_latest_body(s
 
     with ThreadPoolExecutor(max_workers=1) as executor:
         busy = executor.submit(release.wait)  # the only thread is taken: reconciles queue
-        queued = [reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor) for _ in range(5)]
+        queued = [queue.run_soon(INFO, "uid-1", bodies.get, counted, executor) for _ in range(5)]
         assert queued[0] is not None and queued[1:] == [None] * 4  # returned at once; four coalesced
-        assert reconciler.queued("uid-1")  # the schedule sees it queued
+        assert queue.queued("uid-1")  # the schedule sees it queued
         bodies["uid-1"] = _obj(VALID, generation=2)  # the spec changed while it waited
-        assert reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor) is None
+        assert queue.run_soon(INFO, "uid-1", bodies.get, counted, executor) is None
         release.set()
         busy.result(timeout=30)
         assert queued[0].result(timeout=30) is None  # asks for no retry
         assert generations == [2]
-        again = reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor)
+        again = queue.run_soon(INFO, "uid-1", bodies.get, counted, executor)
         assert again is not None
         again.result(timeout=30)
         assert generations == [2, 2]
         deleting = _obj(VALID, generation=3)
         deleting["metadata"]["deletionTimestamp"] = "2026-11-30T00:00:00Z"
         bodies["uid-1"] = deleting  # being deleted: the finalizer's or the garbage collector's, not a reconcile's
-        queued_then_deleted = reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor)
+        queued_then_deleted = queue.run_soon(INFO, "uid-1", bodies.get, counted, executor)
         assert queued_then_deleted is not None and queued_then_deleted.result(timeout=30) is None
         del bodies["uid-1"]  # deleted: a reconcile queued meanwhile finds nothing to do
-        gone = reconciler.run_soon(INFO, "uid-1", bodies.get, counted, executor)
+        gone = queue.run_soon(INFO, "uid-1", bodies.get, counted, executor)
         assert gone is not None and gone.result(timeout=30) is None
-        assert generations == [2, 2] and not reconciler.queued("uid-1")
+        assert generations == [2, 2] and not queue.queued("uid-1")
 
 
 class _Cause(dict[str, Any]):
@@ -405,6 +407,7 @@ def test_queued_reconciles_run_in_the_first_callers_context_not_each_callers(set
     handler's context also holds kopf's cause (the event's whole body, its diff, its patch): a queued reconcile must
     not keep its caller's, or thousands of queued reconciles keep thousands of bodies."""
     reconciler, _, _, _ = setup
+    queue = WorkQueue(reconciler)
     bodies = {"uid-1": _obj(VALID), "uid-2": {**_obj(VALID), "metadata": {"name": "q2", "uid": "uid-2"}}}
     seen: list[str] = []
     release = threading.Event()
@@ -415,7 +418,7 @@ def test_queued_reconciles_run_in_the_first_callers_context_not_each_callers(set
 
     def handler(uid: str, executor: ThreadPoolExecutor) -> Any:
         CAUSE.set(_Cause(name=f"cause of {uid}", body="x" * 10_000))
-        return reconciler.run_soon(INFO, uid, bodies.get, steps, executor)
+        return queue.run_soon(INFO, uid, bodies.get, steps, executor)
 
     with ThreadPoolExecutor(max_workers=1) as executor:
         busy = executor.submit(release.wait)
@@ -440,6 +443,7 @@ def test_a_queued_reconcile_that_asks_for_a_retry_is_queued_again_after_its_dela
     """kopf no longer retries (its handlers only queue): a Waiting step (a namespace still terminating, a quota
     being rebalanced) is queued again after the delay it gives, on the loop that queued it."""
     reconciler, kube, _, _ = setup
+    queue = WorkQueue(reconciler)
     runs: list[float] = []
     bodies = {"uid-1": _obj(VALID)}
     retried: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
@@ -454,7 +458,7 @@ def test_a_queued_reconcile_that_asks_for_a_retry_is_queued_again_after_its_dela
 
     async def main(executor: ThreadPoolExecutor) -> None:
         retried.append((asyncio.get_running_loop(), asyncio.Event()))
-        first = reconciler.run_soon(INFO, "uid-1", bodies.get, waits_once, executor)
+        first = queue.run_soon(INFO, "uid-1", bodies.get, waits_once, executor)
         assert first is not None
         assert await asyncio.wrap_future(first) == 0.2
         await retried[0][1].wait()  # queued again by a timer on this loop
@@ -485,38 +489,44 @@ def test_a_queued_reconcile_that_fails_unexpectedly_is_logged_and_unmarked(
     setup: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     reconciler, _, _, _ = setup
+    queue = WorkQueue(reconciler)
 
     def broken_lookup(uid: str) -> Manifest | None:
         raise RuntimeError("boom")
 
     with ThreadPoolExecutor(max_workers=1) as executor:
-        future = reconciler.run_soon(INFO, "uid-1", broken_lookup, _ok, executor)
+        future = queue.run_soon(INFO, "uid-1", broken_lookup, _ok, executor)
         assert future is not None
         with pytest.raises(RuntimeError):
             future.result(timeout=30)
     assert "queued reconcile failed" in caplog.text
-    assert not reconciler.queued("uid-1")
+    assert not queue.queued("uid-1")
     executor_gone = ThreadPoolExecutor(max_workers=1)
     executor_gone.shutdown()
-    assert reconciler.run_soon(INFO, "uid-1", {}.get, _ok, executor_gone) is None  # stopping: nothing queued
-    assert not reconciler.queued("uid-1")
+    assert queue.run_soon(INFO, "uid-1", {}.get, _ok, executor_gone) is None  # stopping: nothing queued
+    assert not queue.queued("uid-1")
 
 
 def test_the_finish_of_each_reconcile_is_kept_until_the_object_is_forgotten(setup: Any) -> None:
     """The schedule counts an object's idle time from it (resyncs and retries stand aside for recent work)."""
     reconciler, _, _, _ = setup
-    assert reconciler.finished_at("uid-1") is None
+    queue = WorkQueue(reconciler)
+    assert queue.finished_at("uid-1") is None
     before = time.monotonic()
-    reconciler.run(INFO, _obj(VALID), _ok)
-    finished = reconciler.finished_at("uid-1")
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        future = queue.run_soon(INFO, "uid-1", {"uid-1": _obj(VALID)}.get, _ok, executor)
+        assert future is not None
+        future.result(timeout=10)
+    finished = queue.finished_at("uid-1")
     assert finished is not None and before <= finished <= time.monotonic()
-    reconciler.forget("uid-1")
-    assert reconciler.finished_at("uid-1") is None
+    queue.forget("uid-1")
+    assert queue.finished_at("uid-1") is None
 
 
 def test_stopping_cancels_the_queued_reconciles_that_have_not_started(setup: Any) -> None:
     """Otherwise the executor runs every queued reconcile before the process can exit."""
     reconciler, _, _, _ = setup
+    queue = WorkQueue(reconciler)
     release = threading.Event()
     runs: list[str] = []
 
@@ -530,11 +540,11 @@ def test_stopping_cancels_the_queued_reconciles_that_have_not_started(setup: Any
         for i in range(3):
             bodies[f"uid-{i}"] = _obj(VALID)
             bodies[f"uid-{i}"]["metadata"]["uid"] = f"uid-{i}"
-        queued = [reconciler.run_soon(INFO, uid, bodies.get, counted, executor) for uid in bodies]
-        assert reconciler.cancel_queued() == 3
+        queued = [queue.run_soon(INFO, uid, bodies.get, counted, executor) for uid in bodies]
+        assert queue.cancel_queued() == 3
         release.set()
         busy.result(timeout=30)
     assert runs == []
     assert all(f is not None and f.cancelled() for f in queued)
-    assert not any(reconciler.queued(f"uid-{i}") for i in range(3))  # no owner is left marked queued
-    assert reconciler.cancel_queued() == 0
+    assert not any(queue.queued(f"uid-{i}") for i in range(3))  # no owner is left marked queued
+    assert queue.cancel_queued() == 0

@@ -285,7 +285,7 @@ def test_every_change_queues_the_objects_reconcile_and_returns(kind: ScheduledKi
         for handler in handlers:
             assert asyncio.iscoroutinefunction(handler.fn)
             reconciler = FakeReconciler()
-            memo = kopf.Memo(reconciler=reconciler, executor=None, telemetry=None, settings=Settings())
+            memo = kopf.Memo(queue=reconciler, executor=None, telemetry=None, settings=Settings())
             asyncio.run(handler.fn(body=kopf.Body(body), memo=memo))
             assert reconciler.queued_objs == ["u-change"]
             assert reconciler.latest == [kind.index.latest]
@@ -341,7 +341,7 @@ def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkey
             scheduler.adopt_context()
 
         await asyncio.create_task(kopf_handler())
-        services = kopf.Memo(reconciler=reconciler, executor=None)
+        services = kopf.Memo(queue=reconciler, executor=None)
         loop = asyncio.create_task(scheduler.run([kind], services, active))
         await asyncio.wait_for(queued.wait(), timeout=30)
         loop.cancel()
