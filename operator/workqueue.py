@@ -90,8 +90,8 @@ class WorkQueue:
     def cancel_queued(self) -> int:
         """Cancel the reconciles run_soon queued that have not started (the operator is stopping): the executor would
         otherwise run every one of them before the process can exit, and in a burst it would outlive its termination
-        grace period and be killed. The next leader or process reconciles every object on resume
-        anyway. Returns how many."""
+        grace period and be killed. The next leader or process reconciles every object on resume anyway. Returns how
+        many."""
         return sum(future.cancel() for future in list(self._pending))
 
     def _finished_soon(
@@ -118,7 +118,11 @@ class WorkQueue:
     def _run_queued(self, info: KindInfo, uid: str, latest: Latest, steps: Steps) -> float | None:
         """A reconcile queued by run_soon, in an executor thread (``Reconciler.run_latest``: once the object's lock
         is held it no longer counts as queued). Returns the seconds after which it asks to run again, if it does."""
-        result = self.reconciler.run_latest(info, uid, latest, steps, started=lambda: self._queued.discard(uid))
+        try:
+            result = self.reconciler.run_latest(info, uid, latest, steps, started=lambda: self._queued.discard(uid))
+        except BaseException:
+            self._finished[uid] = time.monotonic()  # it ran, and failed: recent work all the same
+            raise
         if result is None:
             return None
         self._finished[uid] = time.monotonic()
