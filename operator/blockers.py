@@ -120,16 +120,16 @@ def deployment(obj: Manifest) -> Blocker | None:
     return None
 
 
-def resource_quota(obj: Manifest) -> Blocker | None:
-    """A ResourceQuota whose limits the quota controller has not taken into its status yet: quota admission enforces
-    ``status.hard``, so until then the old limits hold (or, for a new quota, Pods are refused)."""
-    hard = (obj.get("spec") or {}).get("hard") or {}
-    counted = (obj.get("status") or {}).get("hard") or {}
+def resource_quota(
+    name: str, namespace: str | None, hard: Mapping[str, Any], counted: Mapping[str, Any]
+) -> Blocker | None:
+    """A ResourceQuota whose limits *hard* the quota controller has not taken into its status (*counted*, its
+    ``status.hard``) yet: quota admission enforces ``status.hard``, so until then the old limits hold (or, for a new
+    quota, Pods are refused). Keys another manager added to the quota may be there too."""
     if all(key in counted and _same_amount(value, counted[key]) for key, value in hard.items()):
         return None
-    namespace = obj["metadata"].get("namespace")
     message = f"the quota controller has not counted usage under these limits in namespace {namespace} yet"
-    return Blocker("ResourceQuota", obj["metadata"]["name"], reasons.QUOTA_NOT_COUNTED, message)
+    return Blocker("ResourceQuota", name, reasons.QUOTA_NOT_COUNTED, message)
 
 
 def _same_amount(a: Any, b: Any) -> bool:

@@ -100,12 +100,19 @@ class Reader:
         self._served: dict[tuple[str, str], bool] = {}
         self._events: dict[str, dict[str, list[Manifest]]] = {}
         self._slices: dict[str, list[Manifest] | None] = {}
+        self._pods: dict[str | None, list[Manifest]] = {}
 
     def served(self, api_version: str, kind: str) -> bool:
         key = (api_version, kind)
         if key not in self._served:
             self._served[key] = self.kube.has_api(api_version, kind)
         return self._served[key]
+
+    def pods(self, namespace: str | None) -> list[Manifest]:
+        """The namespace's Pods, read once per explain."""
+        if namespace not in self._pods:
+            self._pods[namespace] = self.kube.list("v1", "Pod", namespace=namespace)
+        return self._pods[namespace]
 
     def endpoint_slices(self, namespace: str) -> list[Manifest] | None:
         """The namespace's EndpointSlices; None when this user may not list them (then no Service is judged)."""
@@ -156,7 +163,6 @@ def _owner(reader: Reader, obj: Manifest) -> Node:
 
 def _children(reader: Reader, owner_kind: str, namespace: str | None, selector: str) -> list[Node]:
     nodes: list[Node] = []
-    pods: list[Manifest] | None = None
     for api_version, kind in CHILD_KINDS[owner_kind]:
         if api_version not in ("v1", "apps/v1") and not reader.served(api_version, kind):
             continue
@@ -167,13 +173,9 @@ def _children(reader: Reader, owner_kind: str, namespace: str | None, selector: 
             if kind == "ModelDeployment":
                 nodes.append(_owner(reader, child))
             elif kind == "Deployment":
-                if pods is None:
-                    pods = reader.kube.list("v1", "Pod", namespace=namespace)
-                nodes.append(_deployment(reader, child, pods))
+                nodes.append(_deployment(reader, child, reader.pods(namespace)))
             elif kind == "Service" and namespace is not None:
-                if pods is None:
-                    pods = reader.kube.list("v1", "Pod", namespace=namespace)
-                nodes.append(_service(reader, child, pods))
+                nodes.append(_service(reader, child, reader.pods(namespace)))
             else:
                 nodes.append(_plain(child))
     return nodes
@@ -239,7 +241,8 @@ def _plain(obj: Manifest) -> Node:
         used = (obj.get("status") or {}).get("used") or {}
         hard = spec.get("hard") or {}
         detail = ", ".join(f"{key} {used.get(key, '0')}/{limit}" for key, limit in list(hard.items())[:3])
-        if (uncounted := blockers.resource_quota(obj)) is not None:
+        counted = (obj.get("status") or {}).get("hard") or {}
+        if (uncounted := blockers.resource_quota(meta["name"], meta.get("namespace"), hard, counted)) is not None:
             return Node(kind, meta["name"], meta.get("namespace"), "NotReady", detail, uncounted)
         return Node(kind, meta["name"], meta.get("namespace"), "Ready", detail)
     return Node(kind, meta["name"], meta.get("namespace"), "-", detail)

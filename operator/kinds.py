@@ -13,12 +13,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from plinth.adapters.kubernetes import Manifest
+from plinth.operator.api.v1alpha1 import GROUP, VERSION
 from plinth.operator.index import Timing
 
 if TYPE_CHECKING:  # the services name the handlers' types; the descriptors only pass them through
     from plinth.operator.api.v1alpha1 import KindInfo
     from plinth.operator.reconcile import Steps
     from plinth.operator.services import Services
+
+
+# What only a Pod shows (an image that cannot be pulled, a crash loop, a failing probe, a missing Secret key) is also
+# what its kubelet posts a Warning Event about: one watch of those, filtered by the API server (runtime.kopf_settings),
+# reaches the Pod's owner at once, where a watch of every Pod would hold every Pod's body. A healthy start posts none.
+POD_WARNINGS = ("v1", "events")
+POD_WARNINGS_SELECTOR = "type=Warning,involvedObject.kind=Pod"
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,11 @@ class KindDescriptor:
     steps: Callable[[Services], Steps]
     """The reconcile steps, given the operator's services (what workloads get from the configuration)."""
     children: tuple[ChildKind, ...]
+
+    @property
+    def resource(self) -> tuple[str, str, str]:
+        """(group, version, plural) of the kind itself, as kopf's decorators take it."""
+        return GROUP, VERSION, self.info.plural
 
     def owned(self) -> tuple[tuple[str, str], ...]:
         """(apiVersion, kind) of every owned child, in the order ``plinth explain`` shows them."""

@@ -22,7 +22,7 @@ from plinth.adapters.observability import PrometheusHTTP
 from plinth.operator import heap, tracing
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
-from plinth.operator.kinds import label_selectors
+from plinth.operator.kinds import POD_WARNINGS, POD_WARNINGS_SELECTOR, label_selectors
 from plinth.operator.reconcile import Reconciler
 from plinth.operator.reconcilers import modeldeployment, namespacequota, previewenvironment
 from plinth.operator.schedule import Scheduler
@@ -222,10 +222,7 @@ def kopf_settings(settings: Settings, *, standalone: bool = True, stream_lists: 
     s.networking.error_backoffs = [1, 2, 5, 10, 30]
     # Children are watched to repair drift and follow rollouts. Handler label filters are applied client-side, so
     # without these server-side selectors the operator would stream every Deployment in the cluster. (Pods are not
-    # watched at all, only the Warning Events about them: see handlers.common.POD_WARNINGS.)
-    # Imported here, as in run(): importing the handlers' package registers them.
-    from plinth.operator.handlers.common import POD_WARNINGS, POD_WARNINGS_SELECTOR
-
+    # watched at all, only the Warning Events about them: see kinds.POD_WARNINGS.)
     for (group, plural), selector in label_selectors(KINDS).items():
         s.watching.label_selectors[group, plural] = selector
     s.watching.field_selectors[POD_WARNINGS] = POD_WARNINGS_SELECTOR

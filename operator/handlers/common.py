@@ -8,7 +8,6 @@ from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 import kopf
-from plinth.operator.api.v1alpha1 import GROUP, VERSION
 from plinth.operator.conditions import not_ready
 from plinth.operator.index import Index, Indexed
 from plinth.operator.kinds import ChildKind, KindDescriptor
@@ -23,12 +22,10 @@ def register(kind: KindDescriptor) -> ScheduledKind:
     """Everything a kind's descriptor asks for: its index (``follow``), the handlers of its own changes
     (``reconcile_on_change``) and one per watched child (``follow_child``). Returns what the schedule and the kind's
     own further handlers use."""
-    info = kind.info
-    resource = (GROUP, VERSION, info.plural)
     index = Index(key=kind.key, timing=kind.timing)
-    follow(resource, index)
-    scheduled = ScheduledKind(info, index, kind.steps)
-    reconcile_on_change(resource, scheduled)
+    follow(kind.resource, index)
+    scheduled = ScheduledKind(kind.info, index, kind.steps)
+    reconcile_on_change(kind.resource, scheduled)
     for child in kind.watched():
         follow_child(scheduled, child)
     return scheduled
@@ -96,13 +93,6 @@ def reconcile_on_change(resource: tuple[str, str, str], kind: ScheduledKind) -> 
         kind.reconcile_soon(memo, body["metadata"]["uid"])  # follow() indexed it a moment ago
 
 
-# What only a Pod shows (an image that cannot be pulled, a crash loop, a failing probe, a missing Secret key) is also
-# what its kubelet posts a Warning Event about: one watch of those, filtered by the API server (runtime.py), reaches
-# the Pod's owner within a second, where a watch of every Pod would hold every Pod's body. A healthy start posts none.
-POD_WARNINGS = ("v1", "events")
-POD_WARNINGS_SELECTOR = "type=Warning,involvedObject.kind=Pod"
-
-
 def warned_pod(type: str | None, body: Mapping[str, Any]) -> tuple[str, str] | None:
     """(namespace, name) of the Pod a new or repeated Warning Event is about; None for the initial listing (a starting
     operator resumes every object anyway), a deletion, or anything else."""
@@ -126,7 +116,7 @@ def status_digest(body: kopf.Body | dict[str, Any]) -> Hashable:
     rollout bookkeeping, the quota controller counting usage) need no reconcile of the owner: most child events.
 
     Pods are not watched at all: readiness reaches the owner through its Deployment's counts, and what only a Pod
-    shows through its kubelet's Warning Events (``POD_WARNINGS``) and the retries every object not Ready gets.
+    shows through its kubelet's Warning Events (``kinds.POD_WARNINGS``) and the retries every object not Ready gets.
     Watching them cost the largest share of the operator's memory (every Pod's full body, managedFields included,
     held while its events queue) and of its event handling in a burst (several events per Pod start)."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}

@@ -8,7 +8,8 @@ from typing import Any
 
 import kopf
 from plinth.operator.builders import model
-from plinth.operator.handlers.common import POD_WARNINGS, register, wake_not_ready, warned_pod
+from plinth.operator.handlers.common import register, wake_not_ready, warned_pod
+from plinth.operator.kinds import POD_WARNINGS
 from plinth.operator.reconcilers import modeldeployment
 from plinth.operator.services import Services
 

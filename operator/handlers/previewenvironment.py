@@ -8,18 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from plinth.operator.api.v1alpha1 import GROUP, VERSION
 from plinth.operator.builders import preview
-from plinth.operator.handlers.common import POD_WARNINGS, register, wake_not_ready, warned_pod
+from plinth.operator.handlers.common import register, wake_not_ready, warned_pod
+from plinth.operator.kinds import POD_WARNINGS
 from plinth.operator.reconcilers import previewenvironment
 from plinth.operator.services import Services
 
 SCHEDULED = register(previewenvironment.KIND)
 INDEX = SCHEDULED.index
-RESOURCE = (GROUP, VERSION, previewenvironment.KIND.info.plural)
 
 
-@kopf.on.delete(*RESOURCE)
+@kopf.on.delete(*previewenvironment.KIND.resource)
 def delete(body: kopf.Body, memo: Services, **_: Any) -> None:
     """Holds the finalizer until the preview namespace, and with it everything the preview made, is gone."""
     obj = dict(body)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest, NamespaceTerminating
-from plinth.operator import reasons
+from plinth.operator import blockers, reasons
 from plinth.operator.api.v1alpha1 import API_VERSION, NamespaceQuotaSpec, kind_info, parse_quantity
 from plinth.operator.api.v1alpha1.namespacequota import MAX_LISTED_NAMESPACES
 from plinth.operator.blockers import Blocker
@@ -142,15 +142,13 @@ def uncounted_quotas(
     before this reconcile's writes, so one just changed counts as not taken). Quota admission enforces status.hard:
     until then the old limits hold, or a new quota refuses Pods ("status unknown for quota")."""
     found = []
-    for key, child in sorted(desired.items()):
-        if child["kind"] != "ResourceQuota":
+    for (kind, namespace, name), child in sorted(desired.items()):
+        if kind != "ResourceQuota":
             continue
-        hard = child["spec"]["hard"]
-        counted = ((existing.get(key) or {}).get("status") or {}).get("hard") or {}
-        if not _subset(hard, counted):  # keys another manager added to our quota may be there too
-            _, namespace, name = key
-            message = f"the quota controller has not counted usage under these limits in namespace {namespace} yet"
-            found.append(Blocker("ResourceQuota", f"{namespace}/{name}", reasons.QUOTA_NOT_COUNTED, message))
+        counted = ((existing.get((kind, namespace, name)) or {}).get("status") or {}).get("hard") or {}
+        uncounted = blockers.resource_quota(f"{namespace}/{name}", namespace, child["spec"]["hard"], counted)
+        if uncounted is not None:
+            found.append(uncounted)
     return found
 
 

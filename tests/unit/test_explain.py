@@ -139,16 +139,9 @@ def _serving_model() -> Node:
 
 def _quota_being_counted() -> Node:
     """A NamespaceQuota whose new limits the quota controller has not counted yet: progress, not a fault."""
-    quota = {
-        "kind": "ResourceQuota",
-        "metadata": {"name": "plinth-quota", "namespace": "team-a"},
-        "spec": {"hard": {"requests.cpu": "2"}},
-        "status": {"hard": {"requests.cpu": "1"}, "used": {"requests.cpu": "0"}},
-    }
-    waiting = blockers.resource_quota(quota)
+    waiting = blockers.resource_quota("plinth-quota", "team-a", {"requests.cpu": "2"}, {"requests.cpu": "1"})
     assert waiting is not None
-    counted = {**quota, "status": {"hard": {"requests.cpu": "2000m"}, "used": {"requests.cpu": "0"}}}
-    assert blockers.resource_quota(counted) is None
+    assert blockers.resource_quota("plinth-quota", "team-a", {"requests.cpu": "2"}, {"requests.cpu": "2000m"}) is None
     return Node(
         "NamespaceQuota",
         "team-shop",
