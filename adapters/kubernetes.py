@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
@@ -189,6 +189,25 @@ def load_config() -> client.ApiClient:
     # connections, each a new TLS handshake (docs/performance.md).
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     return client.ApiClient(configuration)
+
+
+def watch_cluster_object(
+    api_client: client.ApiClient, api_version: str, plural: str, name: str, *, timeout_seconds: int
+) -> Iterator[Manifest | None]:
+    """One watch of one cluster-scoped custom object: its body at each event, starting with the current one, None
+    once it is deleted; ends when the API server ends the watch, raises when the request fails."""
+    group, version = api_version.split("/")
+    stream = watch.Watch().stream(
+        client.CustomObjectsApi(api_client).list_cluster_custom_object,
+        group,
+        version,
+        plural,
+        field_selector=f"metadata.name={name}",
+        timeout_seconds=timeout_seconds,
+        _request_timeout=(REQUEST_TIMEOUT[0], timeout_seconds + 30),
+    )
+    for event in stream:
+        yield None if event["type"] == "DELETED" else event["object"]
 
 
 class DynamicKubernetes:

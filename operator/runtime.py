@@ -4,30 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import secrets
 import signal
-import socket
 import threading
-import time
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from plinth.adapters.kubernetes import DynamicKubernetes, load_config
 from plinth.adapters.observability import PrometheusHTTP
 from plinth.operator import heap, tracing
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
 from plinth.operator.kinds import POD_WARNINGS, POD_WARNINGS_SELECTOR, label_selectors
+from plinth.operator.peering import (
+    MIN_PEERING_LIFETIME_SECONDS,
+    PeeringActivity,
+    PeeringError,
+    join_peering,
+    peer_cluster_wide,
+    peering_identity,
+    peering_priority,
+)
 from plinth.operator.reconcile import Reconciler
 from plinth.operator.reconcilers import modeldeployment, namespacequota, previewenvironment
 from plinth.operator.schedule import Scheduler
 from plinth.operator.services import Services
-from plinth.operator.settings import DIFFBASE_ANNOTATION, FIELD_MANAGER, FINALIZER, MANAGED_BY, Settings
+from plinth.operator.settings import DIFFBASE_ANNOTATION, FIELD_MANAGER, FINALIZER, Settings
 from plinth.operator.telemetry import Telemetry
 from plinth.operator.workqueue import WorkQueue
 
@@ -37,127 +40,6 @@ log = logging.getLogger("plinth")
 
 # How long kopf keeps an object's worker after its last event (see kopf_settings).
 KOPF_WORKER_IDLE_SECONDS = 0.5
-# kopf peers through every served API of these (zalando.org is kopf's legacy group): the object must exist in each.
-PEERING_APIS = (("kopf.dev", "v1"), ("zalando.org", "v1"))
-PEERING_PLURAL = "clusterkopfpeerings"
-# kopf refreshes a keep-alive 5-10 s before it expires (at least every second): shorter lifetimes leave no margin.
-MIN_PEERING_LIFETIME_SECONDS = 5
-
-
-class PeeringError(Exception):
-    """Peering was asked for (--no-standalone) but cannot work. Start-up fails instead of kopf pausing silently."""
-
-
-def peering_identity() -> str:
-    """This replica's key in the peering object: the pod name when the chart sets POD_ID (kopf's own convention)."""
-    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
-
-
-def peering_priority(settings: Settings) -> int:
-    """kopf pauses a replica while a live peer has a higher *or equal* priority, so priorities must differ. Derived
-    from the start time (microseconds, negated), the oldest live replica is the active one: a replica that starts
-    (rolling update, scale-up, restart) never pre-empts a working one, and any priority >= 0 (PLINTH_PEERING_PRIORITY,
-    e.g. a debugging operator on a laptop) pauses all deployed replicas."""
-    if settings.peering_priority is not None:
-        return settings.peering_priority
-    return -(time.time_ns() // 1000)
-
-
-def _serves_cluster_peerings(api: Any, group: str, version: str) -> bool:
-    try:
-        resources = api.get_api_resources(group, version)
-    except ApiException as err:
-        if err.status == 404:
-            return False
-        raise
-    return any(r.name == PEERING_PLURAL for r in resources.resources or [])
-
-
-def join_peering(api_client: Any, settings: Settings, *, identity: str, priority: int) -> list[str]:
-    """Before kopf starts: check the ClusterKopfPeering CRD, create the peering object if absent (kopf never creates
-    it, and would stay paused forever without it), and write this replica's keep-alive record, so peers starting at
-    the same moment see each other from their very first look. Returns the API versions joined."""
-    api = client.CustomObjectsApi(api_client)
-    name = settings.peering_name
-    try:
-        served = [(g, v) for g, v in PEERING_APIS if _serves_cluster_peerings(api, g, v)]
-        if not served:
-            raise PeeringError(
-                f"the ClusterKopfPeering CRD ({PEERING_PLURAL}.kopf.dev) is not installed: install it with the chart "
-                "(peering.enabled=true) or `kubectl apply -f charts/plinth/files/peering/`, or run --standalone"
-            )
-        record = {
-            "priority": priority,
-            "lifetime": settings.peering_lifetime_seconds,
-            "lastseen": datetime.now(UTC).isoformat(),
-        }
-        for group, version in served:
-            body = {
-                "apiVersion": f"{group}/{version}",
-                "kind": "ClusterKopfPeering",
-                "metadata": {"name": name, "labels": dict(MANAGED_BY)},
-            }
-            try:
-                api.create_cluster_custom_object(group, version, PEERING_PLURAL, body)
-                log.info(f"peering: created ClusterKopfPeering {name!r} ({group}/{version})")
-            except ApiException as err:
-                if err.status != 409:  # 409: it exists, the normal case
-                    raise
-            api.patch_cluster_custom_object(
-                group,
-                version,
-                PEERING_PLURAL,
-                name,
-                {"status": {identity: record}},
-                _content_type="application/merge-patch+json",
-            )
-    except ApiException as err:
-        raise PeeringError(
-            f"cannot join ClusterKopfPeering {name!r}: HTTP {err.status} {err.reason}"
-            " (the operator needs get, list, watch, patch and create on clusterkopfpeerings.kopf.dev)"
-        ) from err
-    return [f"{g}/{v}" for g, v in served]
-
-
-class PeeringActivity(logging.Handler):
-    """Whether kopf lets this replica work. kopf pauses its watches and handlers while another replica works, but has
-    no public signal of it; it logs each change of mind at one place (kopf._core.engines.peering), which this
-    handler follows. Plinth's own loop (schedule.py) asks it before queuing anything: a paused replica's watches stop,
-    so its indexes no longer follow the cluster, and it must not write. A standalone operator is never paused."""
-
-    LOGGER = "kopf._core.engines.peering"
-
-    def __init__(self, *, standalone: bool) -> None:
-        super().__init__(logging.INFO)
-        # Peering is mandatory when not standalone: kopf starts paused and logs when it resumes.
-        self._active = standalone
-
-    def active(self) -> bool:
-        return self._active
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("Pausing "):  # "Pausing operations in favour of ...", "Pausing all operators, ..."
-            self._active = False
-        elif message.startswith("Resuming operations"):
-            self._active = True
-
-    def install(self) -> PeeringActivity:
-        """Listen to kopf's peering logger (at INFO, so pausing and resuming are logged at any PLINTH_LOG_LEVEL)."""
-        logger = logging.getLogger(self.LOGGER)
-        logger.addHandler(self)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
-        return self
-
-
-def _peer_cluster_wide(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """kopf.run() makes a namespaced operator peer per namespace (KopfPeering objects in each); Plinth always peers
-    cluster-wide, as NamespaceQuota is cluster-scoped anyway: one object and one RBAC rule for every scope. Settings
-    changed by a startup handler apply, as peering starts only after the startup handlers."""
-    settings.peering.clusterwide = True
-
-
 # The first Kubernetes minor whose API server streams a watch's initial objects (sendInitialEvents) by default.
 STREAMING_LISTS_SINCE = (1, 34)
 
@@ -266,6 +148,7 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         log.info("tracing enabled (OTLP)")
     api_client = load_config()
     identity, priority = peering_identity(), peering_priority(settings)
+    peering = PeeringActivity(identity=identity, priority=priority, standalone=standalone)
     if not standalone:
         if settings.peering_lifetime_seconds < MIN_PEERING_LIFETIME_SECONDS:
             log.error(f"PLINTH_PEERING_LIFETIME_SECONDS must be at least {MIN_PEERING_LIFETIME_SECONDS}")
@@ -275,12 +158,15 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         except PeeringError as err:
             log.error(f"peering: {err}")
             return 2
+        peering.expect(joined)
+        peering.follow(api_client, settings)
         log.info(
-            f"peering: joined ClusterKopfPeering {settings.peering_name!r} ({', '.join(joined)}) as {identity!r},"
+            f"peering: joined ClusterKopfPeering {settings.peering_name!r}"
+            f" ({', '.join(f'{g}/{v}' for g, v in joined)}) as {identity!r},"
             f" priority {priority}, lifetime {settings.peering_lifetime_seconds}s; standing by while an older"
             " replica is alive"
         )
-        kopf.on.startup(id="plinth-cluster-wide-peering")(_peer_cluster_wide)
+        kopf.on.startup(id="plinth-cluster-wide-peering")(peer_cluster_wide)
     metrics = plinth_metrics.Metrics()
     healthy = threading.Event()
     plinth_metrics.serve(metrics, healthy, metrics_port)
@@ -309,7 +195,7 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         scheduler=Scheduler(
             queue, resync_seconds=settings.resync_seconds, resync_per_second=settings.resync_per_second
         ),
-        peering=PeeringActivity(standalone=standalone).install(),
+        peering=peering,
         # Child events queue reconciles on kopf's own executor for sync handlers: one bound on threads.
         executor=operator_settings.execution.executor,
         children=ChildDigests(),

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from plinth.operator.api.v1alpha1 import KindInfo
 from plinth.operator.index import Index, Indexed, Timing
+from plinth.operator.peering import Peering
 from plinth.operator.reconcile import Latest, Steps
 
 if TYPE_CHECKING:  # services names the Scheduler in turn
@@ -156,18 +157,21 @@ class Scheduler:
         self,
         kinds: Iterable[ScheduledKind],
         services: Services,
-        active: Callable[[], bool],
+        peering: Callable[[], Peering],
     ) -> None:
-        """The loop, on kopf's event loop until cancelled. While *active* says no (a standby replica), nothing is
+        """The loop, on kopf's event loop until cancelled. While *peering* says another replica works, nothing is
         queued and the indexes are emptied: kopf stops the watches, so they would no longer follow the cluster, and
-        lists every object again when this replica works again."""
+        lists every object again when this replica works again. While it cannot say, nothing is queued and nothing
+        forgotten: kopf may well be working on."""
         kinds = tuple(kinds)
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            if not active():
+            state = peering()
+            if state is Peering.STANDING_BY:
                 self.pause()
                 for kind in kinds:
                     kind.index.clear()
+            if state is not Peering.WORKING:
                 continue
             if self._context is None:
                 continue  # no object has been handled yet, so none is due

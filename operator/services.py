@@ -11,6 +11,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from plinth.operator.peering import Peering
+
 if TYPE_CHECKING:  # the handlers' package registers them on import; these are only names for mypy
     from plinth.operator.handlers.common import ChildDigests
     from plinth.operator.reconcile import Reconciler
@@ -21,9 +23,9 @@ if TYPE_CHECKING:  # the handlers' package registers them on import; these are o
 
 
 class Activity(Protocol):
-    """Whether this replica may work now (``runtime.PeeringActivity``; always, without peering)."""
+    """Whether this replica may work now (``peering.PeeringActivity``; always, without peering)."""
 
-    def active(self) -> bool: ...
+    def state(self) -> Peering: ...
 
 
 @dataclass

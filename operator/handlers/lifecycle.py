@@ -59,7 +59,7 @@ SCHEDULED = (previewenvironment.SCHEDULED, modeldeployment.SCHEDULED, namespaceq
 async def started(memo: Services, **_: Any) -> None:
     """Starts the schedule's loop and the heap trim on kopf's event loop."""
     memo.background.append(
-        asyncio.create_task(memo.scheduler.run(SCHEDULED, memo, memo.peering.active), name="plinth schedule")
+        asyncio.create_task(memo.scheduler.run(SCHEDULED, memo, memo.peering.state), name="plinth schedule")
     )
     if (trim := heap.malloc_trim()) is not None:
         memo.background.append(asyncio.create_task(heap.trim_periodically(trim), name="plinth heap trim"))

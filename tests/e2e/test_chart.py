@@ -988,7 +988,8 @@ def test_peering_runs_with_the_chart_rbac(cluster: Cluster, release: Release, he
 
     def working(log: Path) -> bool:
         _assert_no_forbidden(log)
-        return "Resuming operations" in log.read_text()
+        text = log.read_text()
+        return "Resuming operations" in text and '"peering: working"' in text  # kopf's and the schedule's reading
 
     def peers() -> set[str]:
         found = cluster.kubectl("get", "clusterkopfpeering", peering, "-o", "json", check=False)

@@ -91,9 +91,23 @@ def _last_logged(op: Operator, text: str) -> datetime | None:
     return datetime.fromisoformat(times[-1]) if times else None
 
 
+def _peering_state(op: Operator) -> str | None:
+    """What *op*'s own reading of the peering object last said (its "peering: working/standing by/unknown" lines)."""
+    states = [
+        message.removeprefix("peering: ")
+        for e in _log_entries(op.log)
+        if (message := e.get("message", "")).startswith(
+            ("peering: working", "peering: standing by", "peering: unknown")
+        )
+    ]
+    return states[-1] if states else None
+
+
 def _is_active(op: Operator) -> bool:
-    """kopf logs this when a replica (re)starts working; a standby starts paused and logs nothing."""
-    return any("Resuming operations" in e.get("message", "") for e in _log_entries(op.log))
+    """kopf logs "Resuming operations" when a replica (re)starts working, and the replica's schedule has read the
+    same from the peering object; a standby starts paused, and kopf logs nothing."""
+    resumed = any("Resuming operations" in e.get("message", "") for e in _log_entries(op.log))
+    return resumed and _peering_state(op) == "working"
 
 
 def _writes(op: Operator) -> float:
@@ -312,6 +326,11 @@ def test_a_paused_replica_queues_nothing(cluster: Cluster, peering_crd: None, tm
         replicas.append(debugging)
         wait_for(lambda: _last_logged(first, "Pausing operations") is not None, what="the first replica paused")
         paused = _last_logged(first, "Pausing operations")
+        # Its schedule read the same from the peering object (not from kopf's log).
+        wait_for(
+            lambda: (_peering_state(first) or "").startswith("standing by in favour of"),
+            what="the first replica's schedule standing by",
+        )
         wait_for(lambda: _is_active(debugging), what="the debugging replica working")
         resumed = _last_logged(debugging, "Resuming operations")
         assert paused is not None and resumed is not None

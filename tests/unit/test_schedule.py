@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,11 +15,11 @@ from plinth.operator import schedule
 from plinth.operator.api.v1alpha1 import KindInfo, kind_info
 from plinth.operator.handlers import lifecycle
 from plinth.operator.index import Index, Indexed, Timing
+from plinth.operator.peering import Peering
 from plinth.operator.reconcile import Latest, Steps
 from plinth.operator.reconcilers import modeldeployment as md_kind
 from plinth.operator.reconcilers import namespacequota as nq_kind
 from plinth.operator.reconcilers import previewenvironment as pe_kind
-from plinth.operator.runtime import PeeringActivity
 from plinth.operator.schedule import ScheduledKind, Scheduler
 from plinth.operator.settings import Settings
 
@@ -293,28 +292,10 @@ def test_every_change_queues_the_objects_reconcile_and_returns(kind: ScheduledKi
         kind.index.drop("u-change")
 
 
-def test_peering_activity_follows_kopfs_pausing_and_resuming() -> None:
-    assert PeeringActivity(standalone=True).active()
-    activity = PeeringActivity(standalone=False).install()
-    logger = logging.getLogger(PeeringActivity.LOGGER)
-    try:
-        assert not activity.active()  # kopf starts paused when peering is mandatory
-        logger.info("Resuming operations after the pause. Conflicting operators with the same priority are gone.")
-        assert activity.active()
-        logger.debug("Keep-alive in 'plinth' cluster-wide: ok.")
-        assert activity.active()
-        logger.info("Pausing operations in favour of [<Peer debug: priority=0>].")
-        assert not activity.active()
-        logger.info("Resuming operations after the pause. Conflicting operators with the same priority are gone.")
-        logger.warning("Pausing all operators, including self: [...]")
-        assert not activity.active()
-    finally:
-        logger.removeHandler(activity)
-
-
 def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkeypatch: pytest.MonkeyPatch) -> None:
     """kopf.event (Plinth's Events) fails outside kopf's handler context: the loop lends one from a handler. A standby
-    replica's indexes are emptied (its watches stop; kopf lists everything again when it resumes)."""
+    replica's indexes are emptied (its watches stop; kopf lists everything again when it resumes); while peering is
+    unknown, nothing is queued and nothing forgotten (kopf may be working on)."""
     monkeypatch.setattr(schedule, "TICK_SECONDS", 0.01)
     reconciler = FakeReconciler()
     scheduler = Scheduler(reconciler, resync_seconds=300, resync_per_second=5)
@@ -322,13 +303,14 @@ def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkey
     kind = ScheduledKind(KIND.info, index, KIND.steps)
     listed = {"metadata": {"uid": "a", "name": "a"}}
     index.put(listed)  # listed before peering paused this replica
-    asked: list[bool] = []
+    asked: list[Peering] = []
     sizes: list[int] = []
+    states = [Peering.UNKNOWN] * 3 + [Peering.STANDING_BY] * 3
 
-    def active() -> bool:
+    def peering() -> Peering:
         sizes.append(len(index))
-        asked.append(len(asked) >= 5)  # a standby for five ticks, then the working replica
-        if asked[-1] and not index:
+        asked.append(states[len(asked)] if len(asked) < len(states) else Peering.WORKING)
+        if asked[-1] is Peering.WORKING and not index:
             index.put(listed)  # kopf's listing as it resumes
         return asked[-1]
 
@@ -342,7 +324,7 @@ def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkey
 
         await asyncio.create_task(kopf_handler())
         services = kopf.Memo(queue=reconciler, executor=None)
-        loop = asyncio.create_task(scheduler.run([kind], services, active))
+        loop = asyncio.create_task(scheduler.run([kind], services, peering))
         await asyncio.wait_for(queued.wait(), timeout=30)
         loop.cancel()
 
@@ -350,8 +332,8 @@ def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkey
     assert set(reconciler.queued_objs) == {"a"}
     assert set(reconciler.contexts) == {"kopf's"}
     assert HANDLER_CONTEXT.get(None) is None  # the handler's context was lent, not leaked into ours
-    assert asked[:6] == [False] * 5 + [True]  # nothing was queued while a standby
-    assert sizes[:6] == [1, 0, 0, 0, 0, 0]  # the index was emptied at the first tick as a standby
+    assert asked[:7] == [*states, Peering.WORKING]  # nothing was queued before
+    assert sizes[:7] == [1, 1, 1, 1, 0, 0, 0]  # kept while unknown, emptied at the first tick as a standby
 
 
 def test_resync_settings_are_checked() -> None:
