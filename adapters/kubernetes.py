@@ -342,6 +342,21 @@ class DynamicKubernetes:
             item.setdefault("kind", kind)
         return items
 
+    def create(self, manifest: Manifest) -> Manifest:
+        """Create a new object (e.g. an Event, named by ``metadata.generateName``); raises when the API refuses."""
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        created: Manifest = self._run(
+            "create",
+            lambda: resource.create(
+                body=manifest,
+                namespace=manifest["metadata"].get("namespace"),
+                field_manager=self._field_manager,
+                serializer=_decoded,
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
+        return created
+
     def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None) -> bool:
         resource = self._resource(api_version, kind)
         try:

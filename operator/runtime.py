@@ -16,6 +16,7 @@ from plinth.adapters.observability import PrometheusHTTP
 from plinth.operator import heap, tracing
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
+from plinth.operator.events import EventPoster
 from plinth.operator.kinds import POD_WARNINGS, POD_WARNINGS_SELECTOR, label_selectors
 from plinth.operator.peering import (
     MIN_PEERING_LIFETIME_SECONDS,
@@ -176,9 +177,6 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
     from plinth.operator.handlers.common import ChildDigests
     from plinth.operator.handlers.lifecycle import kopf_connection_limit
 
-    def emit(obj: dict[str, object], type_: str, reason: str, message: str) -> None:
-        kopf.event(obj, type=type_, reason=reason, message=message)  # type: ignore[arg-type]
-
     telemetry = Telemetry(
         otlp_endpoint=settings.workload_otlp_endpoint,
         resource_attributes=settings.workload_resource_attributes,
@@ -187,7 +185,7 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
     stream_lists = streams_initial_lists(settings.initial_listing, server_version(api_client))
     log.info(f"initial listing: {'streamed on the watch' if stream_lists else 'one LIST per kind'}")
     operator_settings = kopf_settings(settings, standalone=standalone, stream_lists=stream_lists)
-    reconciler = Reconciler(kube, metrics, emit)
+    reconciler = Reconciler(kube, metrics, EventPoster(kube, instance=identity).start().emit)
     queue = WorkQueue(reconciler)
     services = Services(
         reconciler=reconciler,

@@ -14,7 +14,6 @@ seconds, and a burst of N creations is not followed by N resyncs at once five mi
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import heapq
 import logging
 import time
@@ -103,14 +102,6 @@ class Scheduler:
         self._waiting_since: dict[str, float] = {}
         self._budget = 0.0
         self._last_tick: float | None = None
-        self._context: contextvars.Context | None = None
-
-    def adopt_context(self) -> None:
-        """Called from a kopf handler: the reconciles this loop queues run in a copy of that handler's context.
-        kopf.event (Plinth's Events) needs kopf's posting queue, which kopf sets only in the tasks that handle
-        objects, not in the task this loop runs in."""
-        if self._context is None:
-            self._context = contextvars.copy_context()
 
     def due(self, entries: Iterable[tuple[ScheduledKind, Indexed]]) -> list[tuple[ScheduledKind, str]]:
         """The objects (uids) to reconcile now, given every indexed object; marks them touched."""
@@ -173,11 +164,9 @@ class Scheduler:
                     kind.index.clear()
             if state is not Peering.WORKING:
                 continue
-            if self._context is None:
-                continue  # no object has been handled yet, so none is due
             try:
                 entries = [(kind, entry) for kind in kinds for entry in kind.index]
                 for kind, uid in self.due(entries):
-                    self._context.run(kind.reconcile_soon, services, uid)
+                    kind.reconcile_soon(services, uid)
             except Exception:  # the loop must outlive any one bad tick
                 log.exception("scheduling failed; trying again at the next tick")

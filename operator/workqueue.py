@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 import time
@@ -34,11 +33,6 @@ class WorkQueue:
         self._finished: dict[str, float] = {}
         # Reconciles queued and not finished: cancelled at shutdown (cancel_queued).
         self._pending: set[Future[float | None]] = set()
-        # The context they run in: kopf.event (Plinth's Events) needs kopf's posting queue, set only in the context of
-        # kopf's handlers. It is the context of the first caller (a kopf handler, or the schedule in one's context),
-        # not each caller's: a handler's context holds kopf's cause, with the event's whole body, its diff and its
-        # patch, which every queued reconcile would otherwise keep until it runs.
-        self._context: contextvars.Context | None = None
 
     def forget(self, uid: str) -> None:
         """Drop what the queue knows of an object once it is gone."""
@@ -72,16 +66,13 @@ class WorkQueue:
         if uid in self._queued:
             return None
         self._queued.add(uid)
-        if self._context is None:
-            self._context = contextvars.copy_context()
-        context = self._context.copy()  # a Context runs in one thread at a time; a copy is cheap and shares its values
         try:
-            future = executor.submit(context.run, self._run_queued, info, uid, latest, steps)
+            future = executor.submit(self._run_queued, info, uid, latest, steps)
         except RuntimeError:  # the executor is shut down: the operator is stopping
             self._queued.discard(uid)
             return None
         self._pending.add(future)
-        again = functools.partial(context.run, self.run_soon, info, uid, latest, steps, executor)
+        again = functools.partial(self.run_soon, info, uid, latest, steps, executor)
         future.add_done_callback(
             functools.partial(self._finished_soon, uid, {"kind": info.kind, "uid": uid}, _running_loop(), again)
         )

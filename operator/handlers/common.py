@@ -55,16 +55,15 @@ def follow_child(kind: ScheduledKind, child: ChildKind) -> None:
 
 def follow(resource: tuple[str, str, str], index: Index) -> None:
     """Register an async event handler for *resource* that keeps *index* (see index.py) following the watch, notes
-    when each event reaches us (for the queue-lag metric), drops the operator's memory of an object once it is gone,
-    and lends kopf's context to the schedule. kopf runs event handlers before an object's change handlers, so a created,
-    updated or resumed object is indexed before its reconcile is queued (and that reconcile reads this index).
+    when each event reaches us (for the queue-lag metric) and drops the operator's memory of an object once it is
+    gone. kopf runs event handlers before an object's change handlers, so a created, updated or resumed object is
+    indexed before its reconcile is queued (and that reconcile reads this index).
 
     Gone means the DELETED event: ModelDeployment and NamespaceQuota hold no finalizer (their children are
     garbage-collected), so kopf calls no delete handler for them."""
 
     @kopf.on.event(*resource, id=f"received-{resource[2]}")
     async def received(type: str, body: kopf.Body, memo: Services, **_: Any) -> None:
-        memo.scheduler.adopt_context()  # once: the schedule's reconciles need kopf's context to post Events
         uid = body["metadata"]["uid"]
         if type == "DELETED":
             index.drop(uid)

@@ -32,7 +32,7 @@ PEERING_CRD = ROOT / "charts" / "plinth" / "files" / "peering" / "clusterkopfpee
 CRD_NAME = "clusterkopfpeerings.kopf.dev"
 # A correctness bound with a wide margin over the design figure (lifetime 10 s + relist + one reconcile).
 TAKEOVER_BOUND_SECONDS = 20.0
-WRITES = ("apply", "patch_status", "delete")
+WRITES = ("apply", "patch_status", "delete", "create")
 
 
 def _remove_peering_crd(cluster: Cluster) -> None:

@@ -4,7 +4,6 @@ kind asks for (``timing``) and when a replica may queue anything at all."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +23,6 @@ from plinth.operator.schedule import ScheduledKind, Scheduler
 from plinth.operator.settings import Settings
 
 # Stands for kopf's posting queue, which kopf sets only in the tasks that handle objects.
-HANDLER_CONTEXT: contextvars.ContextVar[str] = contextvars.ContextVar("handler_context")
 KIND = ScheduledKind(
     kind_info("NamespaceQuota"),
     Index(key=lambda obj: obj["metadata"]["name"], timing=lambda obj: Timing()),
@@ -44,7 +42,6 @@ class FakeReconciler:
         self.waiting: set[str] = set()
         self.queued_objs: list[str] = []
         self.latest: list[Latest] = []
-        self.contexts: list[str | None] = []
         self.on_queue: Any = None
 
     def finished_at(self, uid: str) -> float | None:
@@ -56,7 +53,6 @@ class FakeReconciler:
     def run_soon(self, info: KindInfo, uid: str, latest: Latest, steps: Steps, executor: Executor) -> None:
         self.queued_objs.append(uid)
         self.latest.append(latest)
-        self.contexts.append(HANDLER_CONTEXT.get(None))
         if self.on_queue is not None:
             self.on_queue()
 
@@ -292,10 +288,9 @@ def test_every_change_queues_the_objects_reconcile_and_returns(kind: ScheduledKi
         kind.index.drop("u-change")
 
 
-def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkeypatch: pytest.MonkeyPatch) -> None:
-    """kopf.event (Plinth's Events) fails outside kopf's handler context: the loop lends one from a handler. A standby
-    replica's indexes are emptied (its watches stop; kopf lists everything again when it resumes); while peering is
-    unknown, nothing is queued and nothing forgotten (kopf may be working on)."""
+def test_the_loop_queues_only_while_working(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A standby replica's indexes are emptied (its watches stop; kopf lists everything again when it resumes);
+    while peering is unknown, nothing is queued and nothing forgotten (kopf may be working on)."""
     monkeypatch.setattr(schedule, "TICK_SECONDS", 0.01)
     reconciler = FakeReconciler()
     scheduler = Scheduler(reconciler, resync_seconds=300, resync_per_second=5)
@@ -318,11 +313,6 @@ def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkey
         queued = asyncio.Event()
         reconciler.on_queue = queued.set
 
-        async def kopf_handler() -> None:  # what follow()'s handler does at every event
-            HANDLER_CONTEXT.set("kopf's")
-            scheduler.adopt_context()
-
-        await asyncio.create_task(kopf_handler())
         services = kopf.Memo(queue=reconciler, executor=None)
         loop = asyncio.create_task(scheduler.run([kind], services, peering))
         await asyncio.wait_for(queued.wait(), timeout=30)
@@ -330,8 +320,6 @@ def test_the_loop_queues_only_while_active_and_in_a_kopf_handlers_context(monkey
 
     asyncio.run(main())
     assert set(reconciler.queued_objs) == {"a"}
-    assert set(reconciler.contexts) == {"kopf's"}
-    assert HANDLER_CONTEXT.get(None) is None  # the handler's context was lent, not leaked into ours
     assert asked[:7] == [*states, Peering.WORKING]  # nothing was queued before
     assert sizes[:7] == [1, 1, 1, 1, 0, 0, 0]  # kept while unknown, emptied at the first tick as a standby
 
