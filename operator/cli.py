@@ -87,6 +87,46 @@ def explain(target: str | None, namespace: str, all_namespaces: bool, output: st
     click.echo("\n".join(explaining.render(tree) for tree in trees), nl=False)
 
 
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=True, path_type=Path))
+@click.option(
+    "--to",
+    "api_version",
+    type=click.Choice(["v1beta1", "v1alpha1"]),
+    default="v1beta1",
+    show_default=True,
+    help="The API version to write.",
+)
+@click.option("-w", "--write", is_flag=True, help="Rewrite the files in place instead of printing them.")
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if any object is not at --to yet (for CI).")
+def convert(paths: tuple[Path, ...], api_version: str, write: bool, check: bool) -> None:
+    """Rewrite the Plinth objects in YAML manifests (files, or every *.yaml/*.yml under a directory; stdin without
+    PATHS) to another API version, offline and exactly, keeping comments and everything that is not Plinth's."""
+    from plinth.operator.convertfiles import convert_text
+
+    target = f"plinth.dev/{api_version}"
+    files = [f for p in paths for f in (sorted([*p.rglob("*.yaml"), *p.rglob("*.yml")]) if p.is_dir() else [p])]
+    sources = [(f, f.read_text()) for f in files] if paths else [(None, sys.stdin.read())]
+    pending = 0
+    for path, text in sources:
+        try:
+            result = convert_text(text, target)
+        except Exception as err:  # not YAML, or an object neither version can hold
+            raise click.ClickException(f"{path or 'stdin'}: {err}") from err
+        pending += result.objects
+        if check:
+            if result.objects:
+                click.echo(f"{path or 'stdin'}: {result.objects} object(s) not at {target}", err=True)
+        elif write and path is not None:
+            if result.objects:
+                path.write_text(result.text)
+                click.echo(f"{path}: {result.objects} object(s) converted to {target}", err=True)
+        else:
+            click.echo(result.text, nl=False)
+    if check and pending:
+        sys.exit(1)
+
+
 @main.group()
 def cluster() -> None:
     """The local, Docker-free control plane (etcd, kube-apiserver, controller-manager, scheduler) with simulated or
