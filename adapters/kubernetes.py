@@ -210,6 +210,28 @@ def watch_cluster_object(
         yield None if event["type"] == "DELETED" else event["object"]
 
 
+def set_conversion_ca_bundle(api_client: client.ApiClient, crd: str, bundle: str, *, attempts: int = 5) -> bool | None:
+    """Set a CRD's conversion webhook ``caBundle`` (base64 PEM) unless it holds it already: True when changed,
+    False when it already was, None when the CRD is not installed. Other API errors are retried, then raised."""
+    api = client.ApiextensionsV1Api(api_client)
+    patch = {"spec": {"conversion": {"webhook": {"clientConfig": {"caBundle": bundle}}}}}
+    for attempt in range(attempts):
+        try:
+            current = api.read_custom_resource_definition(crd, _request_timeout=REQUEST_TIMEOUT)
+            webhook = current.spec.conversion.webhook if current.spec.conversion else None
+            if webhook is not None and webhook.client_config is not None and webhook.client_config.ca_bundle == bundle:
+                return False
+            api.patch_custom_resource_definition(crd, patch, _request_timeout=REQUEST_TIMEOUT)
+            return True
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+    return None
+
+
 class DynamicKubernetes:
     """``KubernetesObjects`` on the Kubernetes dynamic client (discovery is cached per process)."""
 

@@ -27,7 +27,7 @@ metadata:
     pod-security.kubernetes.io/enforce: restricted
     pod-security.kubernetes.io/enforce-version: latest
 HEADER
-  "$helm" template plinth "$root/charts/plinth" --namespace "$namespace" --set crds.enabled=false --skip-tests
+  "$helm" template plinth "$root/charts/plinth" --namespace "$namespace" --set crds.enabled=false --set webhook.certificate=operator --skip-tests
 }
 
 if $check; then

@@ -44,6 +44,37 @@ def run(namespaces: tuple[str, ...], all_namespaces: bool, metrics_port: int, st
 
 
 @main.command()
+@click.option("--metrics-port", type=int, default=0, help="Port of /metrics and /healthz (0: not served).")
+def webhook(metrics_port: int) -> None:
+    """Serve only the conversion webhook (PLINTH_WEBHOOK_* settings, as `plinth run` does), and write its CA into
+    the Plinth CRDs: for a cluster whose operator runs elsewhere or is stopped, as the tests run it."""
+    import signal
+    import threading
+
+    from plinth.adapters.kubernetes import load_config
+    from plinth.operator import logging as plinth_logging
+    from plinth.operator import metrics as plinth_metrics
+    from plinth.operator.runtime import start_conversion_webhook
+    from plinth.operator.settings import Settings
+
+    settings = Settings.from_env()
+    plinth_logging.configure(settings.log_level)
+    metrics = plinth_metrics.Metrics()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        start_conversion_webhook(load_config(), settings, metrics)
+    except Exception as err:  # no certificate, the port taken, the CRDs not writable: said once, exit 2
+        raise click.ClickException(f"cannot serve conversions: {err}") from err
+    if metrics_port:
+        ready = threading.Event()
+        ready.set()
+        plinth_metrics.serve(metrics, ready, metrics_port)
+    stop.wait()
+
+
+@main.command()
 @click.option("--check", is_flag=True, help="Only report generated files that are out of date (exit 1 if any).")
 @click.option("--crds-dir", type=click.Path(path_type=Path), default=REPO_ROOT / "crds", show_default=True)
 @click.option(

@@ -60,6 +60,12 @@ class Metrics:
             ["kind", "reason"],
             registry=r,
         )
+        self.conversions = Counter(
+            "plinth_conversions_total",
+            "Objects the conversion webhook was asked to convert, by their API version, the one asked for and result.",
+            ["from_version", "to_version", "result"],
+            registry=r,
+        )
         self.in_progress = Gauge(
             "plinth_reconcile_in_progress", "Reconciles running now (stuck ones stay up).", ["kind"], registry=r
         )
@@ -79,6 +85,10 @@ class Metrics:
             buckets=_DURATION_BUCKETS,
             registry=r,
         )
+
+    def conversion(self, from_version: str, to_version: str, result: str, count: int) -> None:
+        """A ConversionReview answered (``webhook.Recorder``)."""
+        self.conversions.labels(from_version, to_version, result).inc(count)
 
     def record(self, adapter: str, operation: str, result: str, seconds: float) -> None:
         """An adapter's call (``plinth.adapters.calls.CallRecorder``)."""

@@ -7,15 +7,18 @@ import logging
 import re
 import signal
 import threading
+from pathlib import Path
 from typing import Any, cast
 
 import kopf
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from plinth.adapters.kubernetes import DynamicKubernetes, load_config
 from plinth.adapters.observability import PrometheusHTTP
-from plinth.operator import heap, tracing
+from plinth.operator import heap, tracing, webhook
 from plinth.operator import logging as plinth_logging
 from plinth.operator import metrics as plinth_metrics
+from plinth.operator.api import v1alpha1
 from plinth.operator.events import EventPoster
 from plinth.operator.kinds import POD_WARNINGS, POD_WARNINGS_SELECTOR, label_selectors
 from plinth.operator.peering import (
@@ -138,6 +141,24 @@ def stop_on_early_sigterm() -> asyncio.Event:
     return stop
 
 
+def start_conversion_webhook(api_client: client.ApiClient, settings: Settings, metrics: webhook.Recorder) -> None:
+    """Serve the conversion webhook (unless PLINTH_WEBHOOK_PORT=0) and write its CA into the Plinth CRDs, before
+    anything reads Plinth objects: the API server converts every object read or written at another version than
+    the one it stores, through this webhook."""
+    if not settings.webhook_port:
+        log.info("webhook: not served (PLINTH_WEBHOOK_PORT=0)")
+        return
+    directory = Path(settings.webhook_cert_dir) if settings.webhook_cert_dir else webhook.default_cert_dir()
+    hosts = webhook.hosts_from(settings.webhook_dns_names)
+    certificates = webhook.ensure_certificates(directory, hosts, generate=settings.webhook_generate)
+    server = webhook.serve(certificates, host=settings.webhook_host, port=settings.webhook_port, recorder=metrics)
+    log.info(f"webhook: serving conversions on https://{settings.webhook_host}:{server.server_port}/convert")
+    if settings.webhook_ca_bundle:
+        changed = webhook.set_ca_bundle(api_client, certificates.ca_pem, [info.crd_name for info in v1alpha1.KINDS])
+        if changed:
+            log.info(f"webhook: wrote its CA into the caBundle of {', '.join(changed)}")
+
+
 def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) -> int:
     arenas_capped = heap.limit_arenas()  # first: before any thread starts (tracing, metrics, kopf's executor)
     stop = stop_on_early_sigterm()
@@ -169,6 +190,11 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         )
         kopf.on.startup(id="plinth-cluster-wide-peering")(peer_cluster_wide)
     metrics = plinth_metrics.Metrics()
+    try:
+        start_conversion_webhook(api_client, settings, metrics)
+    except (OSError, ValueError, ApiException) as err:
+        log.error(f"webhook: cannot serve conversions: {err}")
+        return 2
     healthy = threading.Event()
     plinth_metrics.serve(metrics, healthy, metrics_port)
     kube = DynamicKubernetes(api_client, metrics, FIELD_MANAGER)

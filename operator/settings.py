@@ -17,6 +17,14 @@ INITIAL_LISTINGS = ("auto", "stream", "list")
 SERVING_IMAGE = "plinth.local/plinth-serving:dev"
 
 
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value.lower() in ("true", "1")
+
+
 @dataclass(frozen=True)
 class Settings:
     log_level: str = "INFO"
@@ -68,6 +76,27 @@ class Settings:
     new replica never pre-empts a working one); set it (>= 0) only for a debugging operator that should pause the
     deployed replicas, never to the same value on two replicas (kopf pauses both)."""
 
+    webhook_port: int = 9443
+    """Port of the conversion webhook (HTTPS, /convert); 0: not served."""
+
+    webhook_host: str = "127.0.0.1"
+    """Address the conversion webhook listens on: 127.0.0.1 for an operator on the API server's machine (crds/ point
+    there), 0.0.0.0 in a Pod (the chart sets it)."""
+
+    webhook_cert_dir: str | None = None
+    """Directory of the webhook's tls.crt, tls.key and ca.crt. Unset: ~/.cache/plinth/webhook, generated there on
+    first use and shared by every process on the machine."""
+
+    webhook_generate: bool = True
+    """Generate the certificate when the directory lacks one (off for a mounted Secret: it must be there)."""
+
+    webhook_dns_names: str | None = None
+    """Comma-separated extra names a generated certificate covers (e.g. the webhook Service's DNS names)."""
+
+    webhook_ca_bundle: bool = True
+    """Write the webhook's CA into the Plinth CRDs' conversion caBundle at start-up (off when the chart or
+    cert-manager's CA injector writes it)."""
+
     def __post_init__(self) -> None:
         if self.resync_seconds <= 0 or self.resync_per_second <= 0:
             raise ValueError("PLINTH_RESYNC_SECONDS and PLINTH_RESYNC_PER_SECOND must be greater than 0")
@@ -91,4 +120,10 @@ class Settings:
             peering_name=env.get("PLINTH_PEERING_NAME") or cls.peering_name,
             peering_lifetime_seconds=int(env.get("PLINTH_PEERING_LIFETIME_SECONDS", cls.peering_lifetime_seconds)),
             peering_priority=int(env["PLINTH_PEERING_PRIORITY"]) if env.get("PLINTH_PEERING_PRIORITY") else None,
+            webhook_port=int(env.get("PLINTH_WEBHOOK_PORT", cls.webhook_port)),
+            webhook_host=env.get("PLINTH_WEBHOOK_HOST") or cls.webhook_host,
+            webhook_cert_dir=env.get("PLINTH_WEBHOOK_CERT_DIR") or None,
+            webhook_generate=_flag(env.get("PLINTH_WEBHOOK_GENERATE_CERT"), cls.webhook_generate),
+            webhook_dns_names=env.get("PLINTH_WEBHOOK_DNS_NAMES") or None,
+            webhook_ca_bundle=_flag(env.get("PLINTH_WEBHOOK_CA_BUNDLE"), cls.webhook_ca_bundle),
         )

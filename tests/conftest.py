@@ -59,6 +59,17 @@ class Cluster:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
 
+def at_version(resource: str, version: str = "v1alpha1") -> str:
+    """A Plinth resource (kind, plural or short name: md, pe, nsq) at one API version, for kubectl: the newest
+    (v1beta1) is kubectl's default, and a test about a v1alpha1 manifest's fields reads them back as written."""
+    from plinth.operator.api.v1alpha1 import KINDS
+
+    for info in KINDS:
+        if resource.lower() in (info.kind.lower(), info.plural, info.singular, *info.short_names):
+            return f"{info.plural}.{version}.plinth.dev"
+    raise KeyError(resource)
+
+
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.2, what: str = "") -> Any:
     """Poll *predicate* until it returns something truthy; fail with *what* and the last value otherwise."""
     deadline = time.monotonic() + timeout
@@ -78,6 +89,67 @@ def install_crds(cluster: Cluster) -> None:
     )
 
 
+# A NamespaceQuota at v1beta1: created at a version etcd does not store, so only a working conversion webhook lets
+# the API server store it (and it is deleted at once).
+CONVERSION_PROBE = {
+    "apiVersion": "plinth.dev/v1beta1",
+    "kind": "NamespaceQuota",
+    "metadata": {"name": "conversion-probe"},
+    "spec": {"namespaces": {"names": ["conversion-probe"]}},
+}
+
+
+class ConversionWebhook:
+    """`plinth webhook` for a cluster: the conversion webhook on 127.0.0.1:9443, where crds/ send conversions, with
+    its CA written into the CRDs. It runs for the whole session, whichever operators come and go (they serve none:
+    ``Operator`` starts them with PLINTH_WEBHOOK_PORT=0); every process on the machine serves with the same CA."""
+
+    def __init__(self, cluster: Cluster, log: Path) -> None:
+        self.cluster, self.log = cluster, log
+        self.start()
+
+    def start(self) -> None:
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "plinth"), "webhook"],
+                env=self.cluster.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        wait_for(self._converts, timeout=60, what="the conversion webhook converting")
+        self.cluster.kubectl("delete", "namespacequota", CONVERSION_PROBE["metadata"]["name"], "--wait=false")
+
+    def _converts(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()[-3000:]
+        applied = self.cluster.kubectl(
+            "apply",
+            "--server-side",
+            "--field-manager=plinth-tests",
+            "-f",
+            "-",
+            input=json.dumps(CONVERSION_PROBE),
+            check=False,
+        )
+        return applied.returncode == 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# The session's webhook of each cluster, by kubeconfig (a test may stop it and start it again).
+WEBHOOKS: dict[Path, ConversionWebhook] = {}
+
+
+def serve_conversions(cluster: Cluster, log: Path) -> ConversionWebhook:
+    WEBHOOKS[cluster.kubeconfig] = webhook = ConversionWebhook(cluster, log)
+    return webhook
+
+
 def create_sample_secrets(cluster: Cluster, namespace: str) -> None:
     """The Secrets the samples in crds/samples refer to (model-store credentials, bearer tokens), as `make dev`
     creates them before applying the samples; a ModelDeployment waits (SecretNotFound) without them."""
@@ -91,16 +163,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if configured:
         existing = Cluster(Path(configured))
         install_crds(existing)
+        webhook = serve_conversions(existing, tmp_path_factory.mktemp("webhook") / "webhook.log")
         yield existing
+        webhook.stop()
         return
     directory = tmp_path_factory.mktemp("localkube")
     name = f"pytest-{os.getpid()}"
     running = devcluster.up(name, directory=directory)
+    webhook = None
     try:
         started = Cluster(running.kubeconfig)
         install_crds(started)
+        webhook = serve_conversions(started, directory / "webhook.log")
         yield started
     finally:
+        if webhook is not None:
+            webhook.stop()
         devcluster.down(name, directory=directory, keep=True)
 
 
@@ -131,7 +209,8 @@ class Operator:
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "plinth"), "run", "--metrics-port", str(self.port)],
-                env={**self.cluster.env(), **self.extra_env},
+                # Conversions are the session webhook's (serve_conversions), which outlives every operator.
+                env={**self.cluster.env(), "PLINTH_WEBHOOK_PORT": "0", **self.extra_env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,

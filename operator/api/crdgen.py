@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from .v1alpha1 import API_VERSION, GROUP, KINDS, VERSION, KindInfo, PrinterColumn
+from .served import SERVED, WEBHOOK_URL, ServedVersion, kind_at
+from .v1alpha1 import GROUP, KINDS, KindInfo, PrinterColumn
 
 __all__ = [
     "GENERATED_HEADER",
@@ -244,18 +245,38 @@ def build_crd(info: KindInfo) -> dict[str, Any]:
                 "categories": list(info.categories),
             },
             "scope": info.scope,
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [_column(c) for c in info.printer_columns],
-                    "schema": {"openAPIV3Schema": build_schema(info)},
-                }
-            ],
+            "versions": [_version(served, _at(served, info)) for served in SERVED],
+            # Every served version holds every field (api.conversion): the API server asks the webhook to convert.
+            "conversion": {
+                "strategy": "Webhook",
+                "webhook": {"conversionReviewVersions": ["v1"], "clientConfig": {"url": WEBHOOK_URL}},
+            },
         },
     }
+
+
+def _at(served: ServedVersion, info: KindInfo) -> KindInfo:
+    """*info* as *served* has it; a kind no version has (a test's) is *info* at every version."""
+    try:
+        return kind_at(served, info.kind)
+    except KeyError:
+        return info
+
+
+def _version(served: ServedVersion, info: KindInfo) -> dict[str, Any]:
+    version: dict[str, Any] = {"name": served.name, "served": True, "storage": served.storage}
+    if served.deprecated:
+        newest = SERVED[0].api_version
+        version["deprecated"] = True
+        version["deprecationWarning"] = (
+            f"{served.api_version} {info.kind} is deprecated; use {newest} (`plinth convert` rewrites manifests)"
+        )
+    version |= {
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": [_column(c) for c in info.printer_columns],
+        "schema": {"openAPIV3Schema": build_schema(info)},
+    }
+    return version
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -402,15 +423,23 @@ def _table(rows: Sequence[_Row]) -> list[str]:
     return lines
 
 
+def _served(version: ServedVersion) -> str:
+    notes = [note for note, on in (("storage", version.storage), ("deprecated", version.deprecated)) if on]
+    return _code(version.api_version) + (f" ({', '.join(notes)})" if notes else "")
+
+
 def render_reference() -> str:
     """Markdown reference of every field of every kind, generated from the same schemas as the CRDs."""
     out = [
         "<!-- " + GENERATED_HEADER.removeprefix("# ").strip() + " -->",
         "",
-        f"# API reference: `{API_VERSION}`",
+        f"# API reference: `{GROUP}`",
         "",
-        "Every field of every Plinth kind, as the API server validates it. `kubectl explain <kind>.<field>` prints "
-        "the same descriptions. Paths use `[]` for the items of a list. Defaults are filled in by the API server.",
+        "Every field of every Plinth kind, as the API server validates it, at every served version "
+        f"({', '.join(_code(v.api_version) for v in SERVED)}; what differs and why: "
+        "[api-versions.md](api-versions.md)). "
+        "`kubectl explain <kind>.<field>` prints the same descriptions (`--api-version` picks the version). Paths use "
+        "`[]` for the items of a list. Defaults are filled in by the API server.",
         "",
         "Types: `quantity` is a Kubernetes resource quantity, written as an integer or a string such as `500m`, `2`, "
         "`1.5` or `512Mi`; `map[string]quantity` maps resource names (`cpu`, `memory`, `requests.cpu`, ...) to "
@@ -428,7 +457,7 @@ def render_reference() -> str:
             "",
             "| | |",
             "|---|---|",
-            f"| apiVersion | `{API_VERSION}` |",
+            f"| apiVersion | {', '.join(_served(v) for v in SERVED)} |",
             f"| Scope | {info.scope} |",
             f"| Short names | {', '.join(_code(n) for n in info.short_names)} |",
             f"| Categories | {', '.join(_code(c) for c in info.categories)} |",
@@ -443,11 +472,13 @@ def render_reference() -> str:
             f"| {c.name}{' (wide)' if c.priority else ''} | {_code(c.json_path)} | {c.description} |"
             for c in info.printer_columns
         ]
-        for part in ("spec", "status"):
-            node = schema["properties"][part]
-            out += ["", f"### {info.kind} `{part}`", "", node["description"], ""]
-            rows = list(_rows(node, part, part == "spec"))
-            out += _table(rows)
+        for served in SERVED:
+            node = build_schema(kind_at(served, info.kind))["properties"]["spec"]
+            out += ["", f"### {info.kind} `spec` ({_code(served.api_version)})", "", node["description"], ""]
+            out += _table(list(_rows(node, "spec", True)))
+        node = schema["properties"]["status"]
+        out += ["", f"### {info.kind} `status` (every version)", "", node["description"], ""]
+        out += _table(list(_rows(node, "status", False)))
     return "\n".join(out) + "\n"
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 import yaml
+from plinth.operator.api import v1alpha1
+from plinth.operator.api.served import WEBHOOK_URL
 
 from tests.conftest import Cluster, Operator, wait_for
 
@@ -151,6 +153,7 @@ def test_defaults(helm: Path, tmp_path: Path) -> None:
         "CustomResourceDefinition",
         "Deployment",
         "Pod",
+        "Secret",
         "Service",
         "ServiceAccount",
     ]
@@ -177,11 +180,19 @@ def test_defaults(helm: Path, tmp_path: Path) -> None:
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    # Ready once it serves conversions: the webhook Service sends the API server's ConversionReviews to it.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "webhook", "scheme": "HTTPS"}
+    assert container["ports"] == [
+        {"name": "webhook", "containerPort": 9443, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
+    ]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "webhook-tls", "mountPath": "/etc/plinth/webhook", "readOnly": True} in container["volumeMounts"]
+    secret = one(objects, "Secret")
+    assert pod["volumes"][-1] == {"name": "webhook-tls", "secret": {"secretName": secret["metadata"]["name"]}}
+    assert sorted(secret["data"]) == ["ca.crt", "tls.crt", "tls.key"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
         "PLINTH_LOG_LEVEL": "INFO",
@@ -191,9 +202,20 @@ def test_defaults(helm: Path, tmp_path: Path) -> None:
         "PLINTH_RESYNC_PER_SECOND": "5",
         "PLINTH_INITIAL_LISTING": "auto",
         "PLINTH_SERVING_IMAGE": "plinth-serving:0.1.0",  # the model server of the same appVersion
+        "PLINTH_WEBHOOK_HOST": "0.0.0.0",
+        "PLINTH_WEBHOOK_PORT": "9443",
+        "PLINTH_WEBHOOK_CERT_DIR": "/etc/plinth/webhook",
+        "PLINTH_WEBHOOK_GENERATE_CERT": "false",
+        "PLINTH_WEBHOOK_DNS_NAMES": ",".join(
+            f"plinth-webhook{suffix}"
+            for suffix in ("", ".plinth-system", ".plinth-system.svc", ".plinth-system.svc.cluster.local")
+        ),
     }
 
-    service = one(objects, "Service")
+    webhook = one(objects, "Service", "plinth-webhook")
+    assert webhook["spec"]["ports"] == [{"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]
+    assert webhook["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    service = one(objects, "Service", "plinth-metrics")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
     # The workload permissions are bound cluster-wide; nothing is bound per namespace.
@@ -255,13 +277,20 @@ def test_crds_match_the_generated_ones(helm: Path, tmp_path: Path) -> None:
         for path in sorted((ROOT / "crds").glob("*.yaml"))
         if (doc := yaml.safe_load(path.read_text()))["kind"] == "CustomResourceDefinition"
     }
-    rendered = {c["metadata"]["name"]: c for c in by_kind(template(helm, tmp_path), "CustomResourceDefinition")}
+    at_url = template(helm, tmp_path, {"webhook": {"url": WEBHOOK_URL}})
+    rendered = {c["metadata"]["name"]: c for c in by_kind(at_url, "CustomResourceDefinition")}
     assert sorted(rendered) == sorted(generated) and len(rendered) == 3
     for name, crd in rendered.items():
         assert _strip_meta(crd) == _strip_meta(generated[name]), name
         assert generated[name]["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
         assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
 
+    # By default conversions go to the release's webhook Service (the operator writes the caBundle).
+    for crd in by_kind(template(helm, tmp_path, release="r", namespace="ops"), "CustomResourceDefinition"):
+        client_config = crd["spec"]["conversion"]["webhook"]["clientConfig"]
+        assert client_config == {
+            "service": {"name": "r-plinth-webhook", "namespace": "ops", "path": "/convert", "port": 443}
+        }
     unkept = by_kind(template(helm, tmp_path, {"crds": {"keep": False}}), "CustomResourceDefinition")
     assert len(unkept) == 3 and all("annotations" not in c["metadata"] for c in unkept)
     assert not by_kind(template(helm, tmp_path, VALUE_SETS["crds-disabled"]), "CustomResourceDefinition")
@@ -362,7 +391,7 @@ def _check_monitoring(objects: list[dict[str, Any]], chart: Path) -> None:
     """The monitoring objects are exactly what chart/files holds (other files, or none, give other objects)."""
     files = chart / "files"
     monitor = one(objects, "ServiceMonitor")
-    service = one(objects, "Service")
+    service = one(objects, "Service", "plinth-metrics")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
@@ -441,7 +470,11 @@ def test_rbac_is_least_privilege(helm: Path, tmp_path: Path) -> None:
         for rule in rules:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule.get(field, []), f"{name}: wildcard in {rule}"
-            assert "nonResourceURLs" not in rule and "resourceNames" not in rule
+            assert "nonResourceURLs" not in rule
+            # Names narrow one rule only: the webhook's CA is written into Plinth's own CRDs, no other.
+            if "resourceNames" in rule:
+                assert rule["resources"] == ["customresourcedefinitions"] and rule["verbs"] == ["patch"], rule
+                assert sorted(rule["resourceNames"]) == sorted(i.crd_name for i in v1alpha1.KINDS)
 
     def verbs(role: str, group: str, resource: str) -> set[str]:
         return {
@@ -454,7 +487,7 @@ def test_rbac_is_least_privilege(helm: Path, tmp_path: Path) -> None:
     # Secrets: read a source by name and write copies, never enumerate.
     assert verbs("plinth-workloads", "", "secrets") == {"get", "create", "patch", "delete"}
     assert all(not verbs(role, "", "secrets") for role in roles if role != "plinth-workloads")
-    assert verbs("plinth", "apiextensions.k8s.io", "customresourcedefinitions") == {"get", "list", "watch"}
+    assert verbs("plinth", "apiextensions.k8s.io", "customresourcedefinitions") == {"get", "list", "watch", "patch"}
     assert verbs("plinth-workloads", "", "pods") == {"get", "list"}  # listed by reconciles, never watched
     # Nothing may grant permissions onwards or act as someone else.
     forbidden = {"bind", "escalate", "impersonate"}
@@ -590,6 +623,8 @@ class Release:
         self.cluster = cluster
         suffix = uuid.uuid4().hex[:6]
         self.name, self.namespace = f"chart-{suffix}", f"plinth-{suffix}"
+        # The session's CRDs send conversions to the host's webhook (crds/), which every test relies on.
+        values = {**(values or {}), "webhook": {"url": WEBHOOK_URL}}
         self.objects = template(helm, tmp, values, release=self.name, namespace=self.namespace)
         self.service_account = one(self.objects, "ServiceAccount")["metadata"]["name"]
         self.deployment = one(self.objects, "Deployment")["metadata"]["name"]

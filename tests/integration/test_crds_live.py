@@ -19,7 +19,7 @@ import pytest
 import yaml
 from plinth.operator.api.v1alpha1 import KINDS, ModelSource
 
-from tests.conftest import wait_for
+from tests.conftest import at_version, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -73,7 +73,7 @@ def _stored(cluster: Cluster, kind: str, namespace: str) -> list[dict[str, Any]]
 
 
 def _get(cluster: Cluster, resource: str, name: str, namespace: str) -> dict[str, Any]:
-    result = cluster.kubectl("get", resource, name, "-n", namespace, "-o", "json")
+    result = cluster.kubectl("get", at_version(resource), name, "-n", namespace, "-o", "json")
     obj: dict[str, Any] = json.loads(result.stdout)
     return obj
 

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from plinth.operator import devcluster
 
-from tests.conftest import Cluster, Operator, install_crds, wait_for
+from tests.conftest import Cluster, Operator, install_crds, serve_conversions, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -491,11 +491,15 @@ class PrivateCluster:
 def private_cluster(directory: Path) -> Iterator[PrivateCluster]:
     name = f"faults-{uuid.uuid4().hex[:6]}"
     running = devcluster.up(name, directory=directory)
+    webhook = None
     try:
         private = PrivateCluster(name, directory, Cluster(running.kubeconfig))
         install_crds(private.cluster)
+        webhook = serve_conversions(private.cluster, directory / "webhook.log")
         yield private
     finally:
+        if webhook is not None:
+            webhook.stop()
         devcluster.down(name, directory=directory, keep=True)  # keep the logs
 
 

@@ -32,7 +32,8 @@ FORBIDDEN_KEYS = {"$ref", "$defs", "title", "allOf", "oneOf", "not", "nullable",
 
 def _schema(info: KindInfo) -> dict[str, Any]:
     crd = yaml.safe_load((CRDS / crdgen.crd_filename(info)).read_text())
-    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
     return schema
 
 
@@ -253,8 +254,18 @@ def test_crd_golden_details(info: KindInfo) -> None:
     assert names["shortNames"] == short_names
     assert names["categories"] == ["plinth"]
     assert names["listKind"] == f"{info.kind}List"
-    (version,) = crd["spec"]["versions"]
+    beta, version = crd["spec"]["versions"]  # newest first
+    assert (beta["name"], beta["served"], beta["storage"]) == ("v1beta1", True, False)
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert beta["additionalPrinterColumns"] == version["additionalPrinterColumns"]
+    assert (
+        beta["schema"]["openAPIV3Schema"]["properties"]["status"]
+        == version["schema"]["openAPIV3Schema"]["properties"]["status"]
+    )
+    assert crd["spec"]["conversion"] == {
+        "strategy": "Webhook",
+        "webhook": {"conversionReviewVersions": ["v1"], "clientConfig": {"url": "https://127.0.0.1:9443/convert"}},
+    }
     assert version["subresources"] == {"status": {}}
     columns = version["additionalPrinterColumns"]
     assert [c["name"] for c in columns] == EXPECTED_COLUMNS[info.kind]

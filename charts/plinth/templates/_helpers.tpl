@@ -24,6 +24,23 @@ contains the chart name). Truncated to 63 characters, the DNS label limit.
 {{- end }}
 {{- end }}
 
+{{/* The webhook's Service, and the Secret holding its certificate. */}}
+{{- define "plinth.webhookService" -}}
+{{- printf "%s-webhook" (include "plinth.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+{{- define "plinth.webhookSecret" -}}
+{{- if eq .Values.webhook.certificate "secret" }}
+{{- required "webhook.certificate=secret needs webhook.certificateSecret" .Values.webhook.certificateSecret }}
+{{- else }}
+{{- printf "%s-webhook-tls" (include "plinth.fullname" . | trunc 51 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+{{- define "plinth.webhookHosts" -}}
+{{- $service := include "plinth.webhookService" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $service (printf "%s.%s" $service $ns) (printf "%s.%s.svc" $service $ns) (printf "%s.%s.svc.cluster.local" $service $ns) | join "," }}
+{{- end }}
+
 {{/* chart label: name-version, with "+" (not allowed in label values) replaced. */}}
 {{- define "plinth.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}

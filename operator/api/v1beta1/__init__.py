@@ -14,6 +14,7 @@ models internally (``api.conversion`` turns one version into the other, exactly 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Annotated, Any
 
 from plinth.operator.api import v1alpha1
@@ -23,6 +24,7 @@ from plinth.operator.api.v1alpha1 import (
     Autoscaling,
     CanaryAutoPromote,
     CanaryRollback,
+    KindInfo,
     LabelSelector,
     ModelDeploymentSpec,
     ModelSource,
@@ -272,3 +274,12 @@ class NamespaceQuotaSpecV1beta1(ApiModel):
     defaults: ContainerDefaults | None = same(NamespaceQuotaSpec, "defaults")
     total: TotalQuota | None = same(NamespaceQuotaSpec, "total")
     network_isolation: NetworkIsolation = same(NamespaceQuotaSpec, "network_isolation")
+
+
+_SPECS: dict[str, type[ApiModel]] = {
+    "ModelDeployment": ModelDeploymentSpecV1beta1,
+    "PreviewEnvironment": PreviewEnvironmentSpecV1beta1,
+    "NamespaceQuota": NamespaceQuotaSpecV1beta1,
+}
+#: Every kind of the API at v1beta1: v1alpha1's names, scope, columns and status, with the v1beta1 specs.
+KINDS: tuple[KindInfo, ...] = tuple(replace(info, spec_model=_SPECS[info.kind]) for info in v1alpha1.KINDS)

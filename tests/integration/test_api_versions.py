@@ -1,0 +1,167 @@
+"""Both API versions on the real API server, converted by the real webhook (``plinth webhook``, tests/conftest.py):
+an object written at one version is read, updated and watched at the other; a GitOps tool re-applying its manifest
+sees no diff; the operator's own reads and writes need no conversion; with the webhook down, the API server says
+so and nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from typing import Any
+
+import pytest
+import yaml
+from plinth.operator.api.conversion import ALPHA, BETA, convert
+
+from tests.conftest import WEBHOOKS, Cluster, Operator, kubectl_binary, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def _model(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": ALPHA,
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"name": "fraud", "version": "1.4.0", "uri": "s3://models/fraud/1.4.0"},
+            "runtime": {"image": "registry.example/model-server:2.1"},
+            "replicas": 2,
+            "rateLimit": {"requestsPerSecond": 20},
+        },
+    }
+
+
+def _get(cluster: Cluster, api_version: str, namespace: str, name: str) -> dict[str, Any]:
+    group, version = api_version.split("/")
+    found: dict[str, Any] = cluster.get("-n", namespace, f"modeldeployments.{version}.{group}", name)
+    return found
+
+
+def _apply(cluster: Cluster, obj: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl("apply", "--server-side", *args, "-f", "-", input=json.dumps(obj))
+
+
+def test_written_at_one_version_read_and_updated_at_the_other(cluster: Cluster, namespace: str) -> None:
+    name = f"v-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, _model(name, namespace), "--field-manager=team")
+    beta = _get(cluster, BETA, namespace, name)
+    assert beta["apiVersion"] == BETA
+    assert beta["spec"]["scaling"] == {"replicas": 2} and beta["spec"]["access"]["rateLimit"]["requestsPerSecond"] == 20
+    assert "replicas" not in beta["spec"]
+    # kubectl prefers the newest version: `kubectl get md` shows v1beta1.
+    assert cluster.get("-n", namespace, "md", name)["apiVersion"] == BETA
+
+    # Updated at v1beta1 (by another manager), read back at v1alpha1: the change is there, nothing else moved.
+    patch = {"spec": {"scaling": {"replicas": 3}}}
+    cluster.kubectl(
+        "-n", namespace, "patch", f"modeldeployments.v1beta1.plinth.dev/{name}", "--type=merge", "-p", json.dumps(patch)
+    )
+    alpha = _get(cluster, ALPHA, namespace, name)
+    assert alpha["spec"]["replicas"] == 3 and alpha["spec"]["rateLimit"] == {"requestsPerSecond": 20.0}
+    assert "scaling" not in alpha["spec"]
+    assert convert(alpha, BETA)["spec"] == _get(cluster, BETA, namespace, name)["spec"]
+
+
+def test_a_gitops_reapply_of_a_v1alpha1_manifest_shows_no_diff_and_no_conflict(
+    cluster: Cluster, namespace: str
+) -> None:
+    name = f"g-{uuid.uuid4().hex[:6]}"
+    manifest = _model(name, namespace)
+    _apply(cluster, manifest, "--field-manager=argocd-controller")
+    diff = cluster.kubectl(
+        "diff", "--server-side", "--field-manager=argocd-controller", "-f", "-", input=json.dumps(manifest), check=False
+    )
+    assert diff.returncode == 0, diff.stdout + diff.stderr  # 0: no differences
+    again = _apply(cluster, manifest, "--field-manager=argocd-controller")
+    assert "unchanged" in again.stdout or "serverside-applied" in again.stdout
+    # The same object written as v1beta1 by the same manager is the same object: no diff either.
+    beta = convert(manifest, BETA)
+    diff = cluster.kubectl(
+        "diff", "--server-side", "--field-manager=argocd-controller", "-f", "-", input=json.dumps(beta), check=False
+    )
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+
+
+def test_a_watch_at_one_version_sees_changes_made_at_the_other(cluster: Cluster, namespace: str) -> None:
+    name = f"w-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, _model(name, namespace), "--field-manager=team")
+    watch = subprocess.Popen(
+        [
+            kubectl_binary(),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-n",
+            namespace,
+            "get",
+            "modeldeployments.v1beta1.plinth.dev",
+            name,
+            "--watch",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        patch = {"spec": {"replicas": 4}}
+        cluster.kubectl(
+            "-n",
+            namespace,
+            "patch",
+            f"modeldeployments.v1alpha1.plinth.dev/{name}",
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
+        assert watch.stdout is not None
+        decoder, buffer = json.JSONDecoder(), ""
+        while True:
+            line = watch.stdout.readline()
+            assert line, "the watch ended"
+            buffer += line
+            try:
+                event, _ = decoder.raw_decode(buffer.strip())
+            except ValueError:
+                continue
+            buffer = ""
+            if event["object"]["spec"].get("scaling", {}).get("replicas") == 4:
+                assert event["object"]["apiVersion"] == BETA
+                break
+    finally:
+        watch.kill()
+        watch.wait()
+
+
+def test_with_the_webhook_down_the_api_server_says_so_and_nothing_is_lost(cluster: Cluster, namespace: str) -> None:
+    name = f"d-{uuid.uuid4().hex[:6]}"
+    _apply(cluster, _model(name, namespace), "--field-manager=team")
+    webhook = WEBHOOKS[cluster.kubeconfig]
+    webhook.stop()
+    try:
+        refused = cluster.kubectl("-n", namespace, "get", "modeldeployments.v1beta1.plinth.dev", name, check=False)
+        assert refused.returncode != 0
+        assert "conversion webhook for plinth.dev/v1alpha1, Kind=ModelDeployment failed" in refused.stderr, (
+            refused.stderr
+        )
+        # The version etcd stores still reads and writes without the webhook.
+        assert _get(cluster, ALPHA, namespace, name)["spec"]["replicas"] == 2
+    finally:
+        webhook.start()
+    assert _get(cluster, BETA, namespace, name)["spec"]["scaling"] == {"replicas": 2}
+
+
+def test_the_operator_reconciles_an_object_written_at_v1beta1(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    name = f"b-{uuid.uuid4().hex[:6]}"
+    beta = convert(_model(name, namespace), BETA)
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(beta))
+    wait_for(
+        lambda: cluster.kubectl("-n", namespace, "get", "deployment", name, check=False).returncode == 0,
+        timeout=60,
+        what="the model's Deployment",
+    )
+    assert cluster.get("-n", namespace, "deployment", name)["spec"]["replicas"] == 2
