@@ -46,6 +46,11 @@ def test_wheel_contents(wheel: Path) -> None:
     assert "plinth/operator/cli.py" in names
     assert "plinth/operator/api/v1alpha1/namespacequota.py" in names
     assert "plinth/adapters/kubernetes.py" in names
+    # Every package of the checkout is in the wheel (pyproject.toml lists them one by one).
+    mapped = {"operator": "plinth/operator", "adapters": "plinth/adapters", "serving": "plinth/serving"}
+    for top, inside in mapped.items():
+        for init in (ROOT / top).rglob("__init__.py"):
+            assert f"{inside}/{init.relative_to(ROOT / top).as_posix()}" in names, init
     assert not [n for n in names if n.startswith("operator/")], "a top-level operator package would shadow stdlib"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "plinth = plinth.operator.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
