@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
@@ -230,6 +230,51 @@ def set_conversion_ca_bundle(api_client: client.ApiClient, crd: str, bundle: str
                 raise
             time.sleep(1)
     return None
+
+
+def stored_versions(api_client: client.ApiClient, crd: str) -> list[str] | None:
+    """A CRD's ``status.storedVersions`` (the versions etcd may still hold objects at); None when not installed."""
+    try:
+        found = client.ApiextensionsV1Api(api_client).read_custom_resource_definition(
+            crd, _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return list(found.status.stored_versions or []) if found.status else []
+
+
+def set_stored_versions(api_client: client.ApiClient, crd: str, versions: list[str]) -> None:
+    patch = {"status": {"storedVersions": versions}}
+    client.ApiextensionsV1Api(api_client).patch_custom_resource_definition_status(
+        crd, patch, _request_timeout=REQUEST_TIMEOUT
+    )
+
+
+def rewrite_all(api_client: client.ApiClient, group: str, version: str, plural: str) -> int:
+    """Write every object of a custom resource back as it is (an update that changes nothing), so etcd stores each
+    at the CRD's storage version. One that changed or went meanwhile needs nothing: whoever changed it wrote it at
+    the storage version. Returns how many were written."""
+    api = client.CustomObjectsApi(api_client)
+    listed = cast(Manifest, api.list_cluster_custom_object(group, version, plural, _request_timeout=REQUEST_TIMEOUT))
+    written = 0
+    for obj in listed.get("items") or []:
+        meta = obj["metadata"]
+        try:
+            if meta.get("namespace"):
+                api.replace_namespaced_custom_object(
+                    group, version, meta["namespace"], plural, meta["name"], obj, _request_timeout=REQUEST_TIMEOUT
+                )
+            else:
+                api.replace_cluster_custom_object(
+                    group, version, plural, meta["name"], obj, _request_timeout=REQUEST_TIMEOUT
+                )
+            written += 1
+        except ApiException as err:
+            if err.status not in (404, 409):
+                raise
+    return written
 
 
 class DynamicKubernetes:

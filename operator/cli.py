@@ -43,6 +43,20 @@ def run(namespaces: tuple[str, ...], all_namespaces: bool, metrics_port: int, st
     sys.exit(run_operator(namespaces=list(namespaces), metrics_port=metrics_port, standalone=standalone))
 
 
+@main.command("migrate-storage")
+def migrate_storage() -> None:
+    """Rewrite every stored Plinth object once at the storage version (plinth.dev/v1beta1) and trim each CRD's
+    status.storedVersions to it (docs/api-versions.md). Safe to run again, and while the operator runs."""
+    from plinth.adapters.kubernetes import load_config
+    from plinth.operator import migrate
+
+    try:
+        for result in migrate.migrate_storage(load_config()):
+            click.echo(result.describe())
+    except Exception as err:  # the API server's refusal, in its words
+        raise click.ClickException(f"storage migration failed: {err}") from err
+
+
 @main.command()
 @click.option("--metrics-port", type=int, default=0, help="Port of /metrics and /healthz (0: not served).")
 def webhook(metrics_port: int) -> None:

@@ -11,9 +11,9 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from plinth.operator.api.conversion import MOVES, VERSIONS, convert
+from plinth.operator.api.conversion import BETA, MOVES, VERSIONS, anchors, at_path, convert
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 
 
 @dataclass
@@ -22,50 +22,37 @@ class Converted:
     objects: int  # how many objects changed version
 
 
-def _plain(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
+def _carry_comments(before: CommentedMap, after: Any, api_version: str) -> None:
+    """A moved field keeps the comment at the end of its line."""
+    up = api_version == BETA
+    for pattern, moves in MOVES[before["kind"]]:
+        for at, source in anchors(before, pattern):
+            target = at_path(after, at)
+            for move in moves:
+                src, dst = (move.alpha, move.beta) if up else (move.beta, move.alpha)
+                src_parent, dst_parent = at_path(source, src[:-1]), at_path(target, dst[:-1])
+                if isinstance(src_parent, CommentedMap) and isinstance(dst_parent, CommentedMap):
+                    comment = src_parent.ca.items.get(src[-1])
+                    if comment is not None and dst[-1] in dst_parent:
+                        dst_parent.ca.items[dst[-1]] = comment
 
 
-def _sync(node: Any, target: Any) -> Any:
-    """*node* (ruamel's, with its comments) made equal to *target*, keeping what already is."""
-    if isinstance(node, CommentedMap) and isinstance(target, dict):
-        for key in [k for k in node if k not in target]:
-            del node[key]
-        for key, value in target.items():
-            node[key] = _sync(node[key], value) if key in node else _fresh(value)
-        return node
-    if isinstance(node, CommentedSeq) and isinstance(target, list) and len(node) == len(target):
-        for i, value in enumerate(target):
-            node[i] = _sync(node[i], value)
-        return node
-    return node if node == target else _fresh(target)
-
-
-def _fresh(value: Any) -> Any:
-    if isinstance(value, dict):
-        out = CommentedMap()
-        for key, item in value.items():
-            out[key] = _fresh(item)
-        return out
-    if isinstance(value, list):
-        return CommentedSeq([_fresh(v) for v in value])
-    return value
-
-
-def _convert_node(doc: Any, api_version: str) -> int:
-    """Convert *doc* in place if it is a Plinth object (or a List of them); how many objects changed."""
+def _convert_node(doc: Any, api_version: str) -> tuple[Any, int]:
+    """*doc* at *api_version* if it is a Plinth object (or a List of them), and how many objects changed."""
     if not isinstance(doc, CommentedMap):
-        return 0
-    if doc.get("kind") == "List" or (str(doc.get("kind", "")).endswith("List") and "items" in doc):
-        return sum(_convert_node(item, api_version) for item in doc.get("items") or [])
+        return doc, 0
+    if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+        changed = 0
+        for i, item in enumerate(doc["items"]):
+            doc["items"][i], n = _convert_node(item, api_version)
+            changed += n
+        return doc, changed
     if doc.get("kind") not in MOVES or doc.get("apiVersion") not in VERSIONS or doc.get("apiVersion") == api_version:
-        return 0
-    _sync(doc, convert(_plain(doc), api_version))
-    return 1
+        return doc, 0
+    # The moved values are YAML nodes as they were, with their flow style and the comments inside them.
+    converted = convert(doc, api_version)
+    _carry_comments(doc, converted, api_version)
+    return converted, 1
 
 
 def convert_text(text: str, api_version: str) -> Converted:
@@ -73,8 +60,12 @@ def convert_text(text: str, api_version: str) -> Converted:
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a long line the user wrote
-    docs = list(yaml.load_all(text))
-    changed = sum(_convert_node(doc, api_version) for doc in docs)
+    yaml.indent(mapping=2, sequence=4, offset=2)  # "  - item" under its key, as Kubernetes manifests are written
+    docs, changed = [], 0
+    for doc in yaml.load_all(text):
+        converted, n = _convert_node(doc, api_version)
+        docs.append(converted)
+        changed += n
     if not changed:
         return Converted(text, 0)
     out = io.StringIO()

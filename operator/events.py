@@ -97,6 +97,8 @@ class EventPoster:
                 self._kube.create(event)
             except Exception as err:  # never the message: it is the object's business, not the log's
                 involved = event["involvedObject"]
+                if "is being terminated" in str(getattr(err, "body", "")):
+                    continue  # the object's namespace is going away, and its Events with it
                 log.warning(
                     f"events: cannot post {event['reason']} for {involved['kind']} {involved['name']}:"
                     f" {type(err).__name__} {getattr(err, 'status', '')}".rstrip()

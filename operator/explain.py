@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest
 from plinth.operator import blockers
-from plinth.operator.api.v1alpha1 import GROUP, VERSION
+from plinth.operator.api.served import STORED_API_VERSION
 from plinth.operator.blockers import Blocker
 from plinth.operator.builders import model as model_builder
 from plinth.operator.builders import preview as preview_builder
@@ -24,7 +24,7 @@ from plinth.operator.builders import quota as quota_builder
 from plinth.operator.reconcilers import modeldeployment, namespacequota, previewenvironment
 from plinth.operator.reconcilers.workloads import ENDPOINT_SLICE
 
-API = f"{GROUP}/{VERSION}"
+API = STORED_API_VERSION
 KINDS = {
     "modeldeployment": "ModelDeployment",
     "modeldeployments": "ModelDeployment",

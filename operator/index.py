@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plinth.adapters.kubernetes import Manifest
+from plinth.operator.api.conversion import internal
 from plinth.operator.settings import DIFFBASE_ANNOTATION
 
 # Copies of a spec, kept by kubectl and by kopf for their own diffs; no reconcile reads them.
@@ -85,7 +86,7 @@ class Index:
 
     def put(self, body: Mapping[str, Any]) -> None:
         """Index the object's latest body, replacing what its previous event left (under whichever key)."""
-        obj = slim(body)
+        obj = internal(slim(body))
         meta = obj["metadata"]
         entry = Indexed(
             uid=meta["uid"],

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from plinth.adapters.kubernetes import Manifest
-from plinth.operator.api.v1alpha1 import GROUP, VERSION
+from plinth.operator.api.served import STORAGE
+from plinth.operator.api.v1alpha1 import GROUP
 from plinth.operator.index import Timing
 
 if TYPE_CHECKING:  # the services name the handlers' types; the descriptors only pass them through
@@ -84,7 +85,7 @@ class KindDescriptor:
     @property
     def resource(self) -> tuple[str, str, str]:
         """(group, version, plural) of the kind itself, as kopf's decorators take it."""
-        return GROUP, VERSION, self.info.plural
+        return GROUP, STORAGE.name, self.info.plural
 
     def owned(self) -> tuple[tuple[str, str], ...]:
         """(apiVersion, kind) of every owned child, in the order ``plinth explain`` shows them."""

@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 import click
-from plinth.operator.api.v1alpha1 import API_VERSION
+from plinth.operator.api.conversion import INTERNAL, convert
+from plinth.operator.api.served import STORED_API_VERSION as API_VERSION
 
 EXIT_BLOCKED, EXIT_TIMEOUT, EXIT_REFUSED = 1, 2, 3
 FIELD_MANAGER = "plinth-preview"
@@ -70,12 +71,8 @@ def build_manifest(
         secrets.append({"copyFrom": {"name": secret, **({"namespace": ns} if sep else {})}})
     if secrets:
         spec["secrets"] = secrets
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
+    built = {"apiVersion": INTERNAL, "kind": KIND, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return convert(built, API_VERSION)
 
 
 def summary(obj: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from typing import Any
 
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, Refused
 from plinth.operator import reasons
-from plinth.operator.api.v1alpha1 import API_VERSION, Condition, KindInfo
+from plinth.operator.api.served import STORED_API_VERSION
+from plinth.operator.api.v1alpha1 import Condition, KindInfo
 from plinth.operator.blockers import Blocker
 from plinth.operator.conditions import (
     NEGATIVE_POLARITY,
@@ -213,7 +214,9 @@ class Reconciler:
         """Patch the status; False when the object is gone, None when the write failed (API server unreachable,
         refused): retried like any failure rather than escaping the error ladder."""
         try:
-            return self.kube.patch_status(API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace"))
+            return self.kube.patch_status(
+                STORED_API_VERSION, kind, meta["name"], status, namespace=meta.get("namespace")
+            )
         except Exception:
             log.exception("status write failed", extra={"ref": _ref(kind, meta)})
             return None

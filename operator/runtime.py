@@ -7,6 +7,7 @@ import logging
 import re
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -141,7 +142,12 @@ def stop_on_early_sigterm() -> asyncio.Event:
     return stop
 
 
-def start_conversion_webhook(api_client: client.ApiClient, settings: Settings, metrics: webhook.Recorder) -> None:
+def start_conversion_webhook(
+    api_client: client.ApiClient,
+    settings: Settings,
+    metrics: webhook.Recorder,
+    ready: Callable[[], bool] = lambda: True,
+) -> None:
     """Serve the conversion webhook (unless PLINTH_WEBHOOK_PORT=0) and write its CA into the Plinth CRDs, before
     anything reads Plinth objects: the API server converts every object read or written at another version than
     the one it stores, through this webhook."""
@@ -151,7 +157,9 @@ def start_conversion_webhook(api_client: client.ApiClient, settings: Settings, m
     directory = Path(settings.webhook_cert_dir) if settings.webhook_cert_dir else webhook.default_cert_dir()
     hosts = webhook.hosts_from(settings.webhook_dns_names)
     certificates = webhook.ensure_certificates(directory, hosts, generate=settings.webhook_generate)
-    server = webhook.serve(certificates, host=settings.webhook_host, port=settings.webhook_port, recorder=metrics)
+    server = webhook.serve(
+        certificates, host=settings.webhook_host, port=settings.webhook_port, recorder=metrics, ready=ready
+    )
     log.info(f"webhook: serving conversions on https://{settings.webhook_host}:{server.server_port}/convert")
     if settings.webhook_ca_bundle:
         changed = webhook.set_ca_bundle(api_client, certificates.ca_pem, [info.crd_name for info in v1alpha1.KINDS])
@@ -190,12 +198,12 @@ def run_operator(*, namespaces: list[str], metrics_port: int, standalone: bool) 
         )
         kopf.on.startup(id="plinth-cluster-wide-peering")(peer_cluster_wide)
     metrics = plinth_metrics.Metrics()
+    healthy = threading.Event()
     try:
-        start_conversion_webhook(api_client, settings, metrics)
+        start_conversion_webhook(api_client, settings, metrics, ready=healthy.is_set)
     except (OSError, ValueError, ApiException) as err:
         log.error(f"webhook: cannot serve conversions: {err}")
         return 2
-    healthy = threading.Event()
     plinth_metrics.serve(metrics, healthy, metrics_port)
     kube = DynamicKubernetes(api_client, metrics, FIELD_MANAGER)
 

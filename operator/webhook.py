@@ -20,7 +20,7 @@ import os
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +41,8 @@ GENERATED_VALIDITY = dt.timedelta(days=3650)
 RENEW_MARGIN = dt.timedelta(days=30)
 # The API server sends at most this much in one ConversionReview (a LIST's worth of objects); more is refused.
 MAX_REVIEW_BYTES = 64 * 1024 * 1024
+# A connection the API server keeps open without a request for this long is closed; it opens another when needed.
+IDLE_CONNECTION_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,9 @@ class Recorder(Protocol):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # the API server keeps its connections open
+    timeout = IDLE_CONNECTION_SECONDS  # a connection idle this long is closed (with the thread serving it)
     recorder: Recorder
+    ready: Callable[[], bool]
 
     def do_POST(self) -> None:
         if self.path.split("?")[0] != CONVERT_PATH:
@@ -201,8 +205,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, answer)
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0] in ("/healthz", "/readyz"):
+        path = self.path.split("?")[0]
+        if path == "/healthz":
             self._send(200, {"status": "ok"})
+        elif path == "/readyz":  # conversions are served, and the process around them has started
+            ready = type(self).ready()
+            self._send(200 if ready else 503, {"status": "ok" if ready else "starting"})
         else:
             self._send(404, {"message": f"not found: {self.path}"})
 
@@ -224,20 +232,31 @@ class _ReusePortServer(ThreadingHTTPServer):
     them runs."""
 
     daemon_threads = True
+    request_queue_size = 128  # the API server opens many connections at once after a restart or in a burst
 
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 
 
-def serve(certificates: Certificates, *, host: str, port: int, recorder: Recorder) -> ThreadingHTTPServer:
-    """Serve conversions on https://host:port/convert from a daemon thread; returns the server (its port, if 0)."""
-    handler = type("ConversionHandler", (_Handler,), {"recorder": recorder})
+def serve(
+    certificates: Certificates,
+    *,
+    host: str,
+    port: int,
+    recorder: Recorder,
+    ready: Callable[[], bool] = lambda: True,
+) -> ThreadingHTTPServer:
+    """Serve conversions on https://host:port/convert from a daemon thread; returns the server (its port, if 0).
+    ``/readyz`` answers 200 once *ready* says so (the operator has started: the chart's readiness probe)."""
+    handler = type("ConversionHandler", (_Handler,), {"recorder": recorder, "ready": staticmethod(ready)})
     server = _ReusePortServer((host, port), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certificates.cert_file, certificates.key_file)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    # The handshake happens in each connection's own thread, not in the one accepting connections: a slow or silent
+    # client must not hold up every other.
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, name="plinth webhook", daemon=True).start()
     return server
 

@@ -28,9 +28,9 @@ _RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Pod": ("api/v1", "pods", True),
     "ResourceQuota": ("api/v1", "resourcequotas", True),
     "Deployment": ("apis/apps/v1", "deployments", True),
-    "PreviewEnvironment": ("apis/plinth.dev/v1alpha1", "previewenvironments", True),
-    "ModelDeployment": ("apis/plinth.dev/v1alpha1", "modeldeployments", True),
-    "NamespaceQuota": ("apis/plinth.dev/v1alpha1", "namespacequotas", False),
+    "PreviewEnvironment": ("apis/plinth.dev/v1beta1", "previewenvironments", True),
+    "ModelDeployment": ("apis/plinth.dev/v1beta1", "modeldeployments", True),
+    "NamespaceQuota": ("apis/plinth.dev/v1beta1", "namespacequotas", False),
 }
 
 

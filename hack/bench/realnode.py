@@ -143,7 +143,7 @@ def preview_to_url(cluster: devcluster.LocalCluster, count: int, workdir: Path) 
         for i in range(count):
             name = f"b{i:02d}"
             body = {
-                "apiVersion": "plinth.dev/v1alpha1",
+                "apiVersion": "plinth.dev/v1beta1",
                 "kind": "PreviewEnvironment",
                 "metadata": {"name": name, "namespace": "bench-team"},
                 "spec": {

@@ -8,11 +8,13 @@ import secrets
 import uuid
 from typing import Any
 
+from plinth.operator.api.conversion import INTERNAL, convert, internal
+from plinth.operator.api.served import STORED_API_VERSION
 from plinth.operator.api.v1alpha1 import ModelDeploymentSpec, PreviewEnvironmentSpec
 from plinth.operator.builders import model, preview
 
 Manifest = dict[str, Any]
-GROUP_VERSION = "plinth.dev/v1alpha1"
+GROUP_VERSION = STORED_API_VERSION  # what users write now: no conversion on the way to etcd
 PE_NAMESPACE = "bench-pe"
 MD_NAMESPACE = "bench-md"
 BASELINE_OWNER_NAMESPACE = "bench-baseline"
@@ -34,12 +36,13 @@ def preview_spec(index: int, revision: str) -> Manifest:
 
 
 def preview_environment(index: int, namespace: str = PE_NAMESPACE) -> Manifest:
-    return {
-        "apiVersion": GROUP_VERSION,
+    written = {
+        "apiVersion": INTERNAL,
         "kind": "PreviewEnvironment",
         "metadata": {"name": f"pe-{index:05d}", "namespace": namespace},
         "spec": preview_spec(index, commit()),
     }
+    return convert(written, GROUP_VERSION)
 
 
 def model_deployment(index: int, namespace: str = MD_NAMESPACE) -> Manifest:
@@ -57,7 +60,7 @@ def model_deployment(index: int, namespace: str = MD_NAMESPACE) -> Manifest:
 def preview_children(owner: Manifest) -> list[Manifest]:
     """The children the operator applies for *owner* (built by the operator's builders), namespace first."""
     owner = {**owner, "metadata": {**owner["metadata"], "uid": owner["metadata"].get("uid") or str(uuid.uuid4())}}
-    spec = PreviewEnvironmentSpec.model_validate(owner["spec"])
+    spec = PreviewEnvironmentSpec.model_validate(internal(owner)["spec"])
     children = [preview.namespace(owner, spec, preview.quota_request(spec))]
     for entry in spec.secrets:
         if entry.generate is not None:
@@ -70,7 +73,7 @@ def preview_children(owner: Manifest) -> list[Manifest]:
 
 def model_children(owner: Manifest) -> list[Manifest]:
     owner = {**owner, "metadata": {**owner["metadata"], "uid": owner["metadata"].get("uid") or str(uuid.uuid4())}}
-    built: list[Manifest] = model.children(owner, ModelDeploymentSpec.model_validate(owner["spec"]))
+    built: list[Manifest] = model.children(owner, ModelDeploymentSpec.model_validate(internal(owner)["spec"]))
     return built
 
 

@@ -65,7 +65,7 @@ class ConversionError(ValueError):
     """The object cannot be converted: not a Plinth kind, or an apiVersion neither version has."""
 
 
-def _anchors(node: Any, pattern: tuple[str, ...], at: Path = ()) -> Iterator[tuple[Path, dict[str, Any]]]:
+def anchors(node: Any, pattern: tuple[str, ...], at: Path = ()) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Every dict in *node* at *pattern*, with its path."""
     if not pattern:
         if isinstance(node, dict):
@@ -75,9 +75,9 @@ def _anchors(node: Any, pattern: tuple[str, ...], at: Path = ()) -> Iterator[tup
     if head == "*":
         if isinstance(node, list):
             for i, item in enumerate(node):
-                yield from _anchors(item, rest, (*at, i))
+                yield from anchors(item, rest, (*at, i))
     elif isinstance(node, dict) and head in node:
-        yield from _anchors(node[head], rest, (*at, head))
+        yield from anchors(node[head], rest, (*at, head))
 
 
 _MISSING = object()
@@ -96,12 +96,12 @@ def _put(node: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         child = node.get(key)
         if not isinstance(child, dict):
-            child = node[key] = {}
+            child = node[key] = type(node)()  # a new group is the same kind of mapping (a YAML library's keeps order)
         node = child
     node[path[-1]] = value
 
 
-def _get(node: Any, path: Path) -> Any:
+def at_path(node: Any, path: Path) -> Any:
     for key in path:
         if isinstance(node, dict):
             if key not in node:
@@ -132,12 +132,12 @@ def _moved(obj: Manifest, moves_of_kind: Any, *, up: bool) -> list[tuple[Path, A
     hold (the v1beta1 groups that moving emptied nothing out of), removed from the object."""
     stash: list[tuple[Path, Any]] = []
     for pattern, moves in moves_of_kind:
-        for at, node in list(_anchors(obj, pattern)):
+        for at, node in list(anchors(obj, pattern)):
             sources = [(m, _pop(node, m.alpha if up else m.beta)) for m in moves]
             if not up:
                 emptied = {m.beta[:n] for m, value in sources if value is not _MISSING for n in range(1, len(m.beta))}
                 for group in _groups(moves):
-                    value = _get(node, group)
+                    value = at_path(node, group)
                     if value is not _MISSING and (value or group not in emptied):
                         stash.append(((*at, *group), value))
                     if value is not _MISSING:
@@ -177,6 +177,17 @@ def convert(obj: Manifest, api_version: str) -> Manifest:
     return out
 
 
+INTERNAL = ALPHA
+
+
+def internal(obj: Manifest) -> Manifest:
+    """A Plinth object as the operator works on it (the v1alpha1 models), whichever version it was read at; the
+    object itself when it is one already."""
+    if obj.get("apiVersion") not in VERSIONS or obj["apiVersion"] == INTERNAL or obj.get("kind") not in MOVES:
+        return obj
+    return convert(obj, INTERNAL)
+
+
 def _parse_stash(text: str | None) -> list[tuple[Path, Any]]:
     """The stash annotation's entries; one a user broke by hand is ignored (it holds empty groups only)."""
     if not text:
@@ -190,7 +201,7 @@ def _parse_stash(text: str | None) -> list[tuple[Path, Any]]:
 
 def _restore(obj: Manifest, path: Path, value: Any) -> None:
     """Put a stashed group back where it was, unless its parent no longer exists (the user removed it meanwhile)."""
-    parent = _get(obj, path[:-1])
+    parent = at_path(obj, path[:-1])
     if isinstance(parent, dict) and isinstance(path[-1], str):
         existing = parent.get(path[-1])
         if isinstance(existing, dict) and isinstance(value, dict):

@@ -1,7 +1,8 @@
 """Which API versions the CRDs serve, which one etcd stores, and where the API server sends conversions.
 
-One place for the policy docs/api-versions.md describes; ``crdgen`` writes it into the CRDs and the operator reads
-its objects at the storage version (no conversion on its own watches)."""
+One place for the policy docs/api-versions.md describes; ``crdgen`` writes it into the CRDs, and the operator reads
+and writes its kinds at the storage version (no conversion on its own watches) and works on them as
+``conversion.internal`` gives them."""
 
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ class ServedVersion:
 
 #: Newest first, as the API server prefers them (kubectl's default version).
 SERVED = (
-    ServedVersion(v1beta1.VERSION, v1beta1.KINDS),
-    ServedVersion(v1alpha1.VERSION, v1alpha1.KINDS, storage=True),
+    ServedVersion(v1beta1.VERSION, v1beta1.KINDS, storage=True),
+    ServedVersion(v1alpha1.VERSION, v1alpha1.KINDS, deprecated=True),
 )
 STORAGE = next(v for v in SERVED if v.storage)
+#: The version the operator reads and writes its own kinds at: etcd's, so its watches need no conversion.
+STORED_API_VERSION = STORAGE.api_version
 
 
 def kind_at(version: ServedVersion, kind: str) -> KindInfo:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from plinth.operator.api.v1alpha1 import parse_quantity
+from plinth.operator.api.served import STORED_API_VERSION
+from plinth.operator.api.v1alpha1 import GROUP, parse_quantity
 from plinth.operator.settings import MANAGED_BY
 
 # On the object that records it (a preview's namespace, a model's stable Deployment): the kinds of children the owner
@@ -19,8 +20,10 @@ QUOTA_REQUEST_ANNOTATION = "plinth.dev/quota-request"
 
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
     meta = owner["metadata"]
+    api_version = owner["apiVersion"]
     return {
-        "apiVersion": owner["apiVersion"],
+        # A Plinth owner by the version etcd stores: the garbage collector finds it while that version is served.
+        "apiVersion": STORED_API_VERSION if api_version.startswith(f"{GROUP}/") else api_version,
         "kind": owner["kind"],
         "name": meta["name"],
         "uid": meta["uid"],

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from plinth.operator.api.conversion import INTERNAL, convert
+from plinth.operator.api.served import STORED_API_VERSION
 from plinth.operator.api.v1alpha1 import (
     PreviewEnvironmentSpec,
     PreviewModel,
@@ -272,12 +274,8 @@ def model_deployment(owner: Manifest, model: PreviewModel, raw_spec: Manifest, s
         spec.pop("autoscaling", None)
         spec.pop("canary", None)
         spec["replicas"] = 0
-    return {
-        "apiVersion": "plinth.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": _meta(owner, model.name),
-        "spec": spec,
-    }
+    built = {"apiVersion": INTERNAL, "kind": "ModelDeployment", "metadata": _meta(owner, model.name), "spec": spec}
+    return convert(built, STORED_API_VERSION)
 
 
 def copied_secret(owner: Manifest, name: str, source: Manifest) -> Manifest:

@@ -15,7 +15,9 @@ from typing import Any
 
 from plinth.adapters.kubernetes import Conflict, KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.operator import blockers, reasons
-from plinth.operator.api.v1alpha1 import API_VERSION, NamespaceQuotaSpec, kind_info, parse_quantity
+from plinth.operator.api.conversion import internal
+from plinth.operator.api.served import STORED_API_VERSION
+from plinth.operator.api.v1alpha1 import NamespaceQuotaSpec, kind_info, parse_quantity
 from plinth.operator.api.v1alpha1.namespacequota import MAX_LISTED_NAMESPACES
 from plinth.operator.blockers import Blocker
 from plinth.operator.builders import common, quota
@@ -60,7 +62,7 @@ def reconcile(kube: KubernetesObjects, obj: Manifest, spec: NamespaceQuotaSpec) 
     name = obj["metadata"]["name"]
     namespaces = kube.list("v1", "Namespace")
     wanted = select_namespaces(spec, namespaces)
-    claims = _selections(kube.list(API_VERSION, "NamespaceQuota"), namespaces)
+    claims = _selections([internal(q) for q in kube.list(STORED_API_VERSION, "NamespaceQuota")], namespaces)
     lost = {ns: owner_of(ns, claims[ns])["metadata"]["name"] for ns in wanted if len(claims.get(ns, [])) > 1}
     lost = {ns: winner for ns, winner in lost.items() if winner != name}
     selected = [ns for ns in wanted if ns not in lost]

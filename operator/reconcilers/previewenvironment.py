@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from plinth.adapters.kubernetes import KubernetesObjects, Manifest, NamespaceTerminating
 from plinth.adapters.secrets import KubernetesSecrets, Secrets, StoredSecret, random_value
 from plinth.operator import blockers, reasons
+from plinth.operator.api.conversion import internal
+from plinth.operator.api.served import STORED_API_VERSION
 from plinth.operator.api.v1alpha1 import (
-    API_VERSION,
     NamespaceQuotaSpec,
     PreviewEnvironmentSpec,
     format_time,
@@ -66,7 +67,7 @@ PRUNED_KINDS = (
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"),
-    (API_VERSION, "ModelDeployment"),
+    (STORED_API_VERSION, "ModelDeployment"),
 )
 HTTP_ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 GATEWAY = ("gateway.networking.k8s.io/v1", "Gateway")
@@ -125,7 +126,7 @@ def _reconcile(
     status["namespace"] = preview.namespace_name(obj)
     status.update(lifecycle(obj.get("status") or {}, meta.get("generation") or 0, spec, now))
     if is_expired(status, now):
-        kube.delete(API_VERSION, "PreviewEnvironment", name, namespace=home)
+        kube.delete(STORED_API_VERSION, "PreviewEnvironment", name, namespace=home)
         return Outcome(
             status=status,
             observations=[
@@ -286,7 +287,7 @@ def _namespace_quota(kube: KubernetesObjects, obj: Manifest, spec: PreviewEnviro
     labels = preview.namespace(obj, spec, {})["metadata"]["labels"]
     candidate = {"metadata": {"name": preview.namespace_name(obj), "labels": labels}}
     claimants = []
-    for nsq in kube.list(API_VERSION, "NamespaceQuota"):
+    for nsq in map(internal, kube.list(STORED_API_VERSION, "NamespaceQuota")):
         try:
             nsq_spec = NamespaceQuotaSpec.model_validate(nsq.get("spec") or {})
         except ValueError:

@@ -1001,7 +1001,8 @@ def _peering_replica(as_sa: Cluster, release: Release, log: Path, pod: str) -> s
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "plinth"), *args],
-            env={**as_sa.env(), **env, "POD_ID": pod},
+            # Conversions are the session webhook's: the certificate a Pod mounts is not on this machine.
+            env={**as_sa.env(), **env, "POD_ID": pod, "PLINTH_WEBHOOK_PORT": "0"},
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,

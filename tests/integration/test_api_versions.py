@@ -6,8 +6,11 @@ so and nothing is lost."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,22 +138,41 @@ def test_a_watch_at_one_version_sees_changes_made_at_the_other(cluster: Cluster,
         watch.wait()
 
 
-def test_with_the_webhook_down_the_api_server_says_so_and_nothing_is_lost(cluster: Cluster, namespace: str) -> None:
+def test_with_the_webhook_down_the_api_server_says_so_and_nothing_is_lost(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    """Conversions fail with the API server's own message; the version etcd stores (v1beta1) reads and writes
+    without the webhook, and the operator, which uses only that version, keeps working."""
     name = f"d-{uuid.uuid4().hex[:6]}"
-    _apply(cluster, _model(name, namespace), "--field-manager=team")
+    manifest = _model(name, namespace)
+    _apply(cluster, manifest, "--field-manager=team")
+    wait_for(lambda: _deployment_replicas(cluster, namespace, name) == 2, timeout=60, what="the model's Deployment")
     webhook = WEBHOOKS[cluster.kubeconfig]
     webhook.stop()
     try:
-        refused = cluster.kubectl("-n", namespace, "get", "modeldeployments.v1beta1.plinth.dev", name, check=False)
+        refused = cluster.kubectl("-n", namespace, "get", "modeldeployments.v1alpha1.plinth.dev", name, check=False)
         assert refused.returncode != 0
-        assert "conversion webhook for plinth.dev/v1alpha1, Kind=ModelDeployment failed" in refused.stderr, (
-            refused.stderr
+        message = "conversion webhook for plinth.dev/v1beta1, Kind=ModelDeployment failed"
+        assert message in refused.stderr, refused.stderr
+        manifest["spec"]["replicas"] = 5
+        written = cluster.kubectl(
+            "apply", "--server-side", "--field-manager=team", "-f", "-", input=json.dumps(manifest), check=False
         )
-        # The version etcd stores still reads and writes without the webhook.
-        assert _get(cluster, ALPHA, namespace, name)["spec"]["replicas"] == 2
+        assert written.returncode != 0 and "conversion webhook" in written.stderr, written.stderr
+        # At v1beta1 nothing needs converting: a change there is stored, and the operator carries it out.
+        patch = json.dumps({"spec": {"scaling": {"replicas": 3}}})
+        cluster.kubectl(
+            "-n", namespace, "patch", f"modeldeployments.v1beta1.plinth.dev/{name}", "--type=merge", "-p", patch
+        )
+        wait_for(lambda: _deployment_replicas(cluster, namespace, name) == 3, timeout=60, what="the operator's rollout")
     finally:
         webhook.start()
-    assert _get(cluster, BETA, namespace, name)["spec"]["scaling"] == {"replicas": 2}
+    assert _get(cluster, ALPHA, namespace, name)["spec"]["replicas"] == 3, "nothing lost, and v1alpha1 reads again"
+
+
+def _deployment_replicas(cluster: Cluster, namespace: str, name: str) -> int | None:
+    found = cluster.kubectl("-n", namespace, "get", "deployment", name, "-o", "json", check=False)
+    return json.loads(found.stdout)["spec"]["replicas"] if found.returncode == 0 else None
 
 
 def test_the_operator_reconciles_an_object_written_at_v1beta1(
@@ -165,3 +187,54 @@ def test_the_operator_reconciles_an_object_written_at_v1beta1(
         what="the model's Deployment",
     )
     assert cluster.get("-n", namespace, "deployment", name)["spec"]["replicas"] == 2
+
+
+def _storage(cluster: Cluster, crd: str, version: str) -> None:
+    """Make *version* the storage version of *crd* (as an older Plinth release had it)."""
+    versions = cluster.get("crd", crd)["spec"]["versions"]
+    patch = [
+        {"op": "replace", "path": f"/spec/versions/{i}/storage", "value": v["name"] == version}
+        for i, v in enumerate(versions)
+    ]
+    cluster.kubectl("patch", "crd", crd, "--type=json", "-p", json.dumps(patch))
+
+
+def test_the_storage_migration_rewrites_every_object_once_and_trims_stored_versions(cluster: Cluster) -> None:
+    """Objects stored by a release whose storage version was v1alpha1 are rewritten at v1beta1 by `plinth
+    migrate-storage`; storedVersions is then [v1beta1], so v1alpha1 could stop being served; run again, it writes
+    nothing."""
+    crd, suffix = "namespacequotas.plinth.dev", uuid.uuid4().hex[:6]
+    names = [f"migrate-{suffix}-{i}" for i in range(3)]
+    _storage(cluster, crd, "v1alpha1")
+    try:
+        for name in names:
+            quota = {
+                "apiVersion": ALPHA,
+                "kind": "NamespaceQuota",
+                "metadata": {"name": name},
+                "spec": {"namespaces": [f"absent-{suffix}"], "perNamespace": {"hard": {"pods": "3"}}},
+            }
+            _apply(cluster, quota, "--field-manager=team")
+    finally:
+        _storage(cluster, crd, "v1beta1")
+    try:
+        assert sorted(cluster.get("crd", crd)["status"]["storedVersions"]) == ["v1alpha1", "v1beta1"]
+        before = {n: cluster.get("namespacequotas.v1beta1.plinth.dev", n) for n in names}
+        migrate = [str(Path(sys.executable).parent / "plinth"), "migrate-storage"]
+        first = subprocess.run(migrate, env=cluster.env(), capture_output=True, text=True, check=True, timeout=120)
+        assert re.search(rf"{crd}: \d+ object\(s\) rewritten at plinth.dev/v1beta1", first.stdout), first.stdout
+        assert cluster.get("crd", crd)["status"]["storedVersions"] == ["v1beta1"]
+        for name, old in before.items():
+            now = cluster.get("namespacequotas.v1beta1.plinth.dev", name)
+            assert now["spec"] == old["spec"] and now["spec"]["namespaces"] == {"names": [f"absent-{suffix}"]}
+            assert int(now["metadata"]["resourceVersion"]) > int(old["metadata"]["resourceVersion"]), "rewritten"
+        again = subprocess.run(migrate, env=cluster.env(), capture_output=True, text=True, check=True, timeout=120)
+        assert f"{crd}: every object is stored at plinth.dev/v1beta1 already" in again.stdout
+        unchanged = {
+            n: cluster.get("namespacequotas.v1beta1.plinth.dev", n)["metadata"]["resourceVersion"] for n in names
+        }
+        assert unchanged == {
+            n: cluster.get("namespacequotas.v1beta1.plinth.dev", n)["metadata"]["resourceVersion"] for n in names
+        }
+    finally:
+        cluster.kubectl("delete", "namespacequota", *names, "--ignore-not-found", "--wait=false")

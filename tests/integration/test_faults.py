@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from plinth.operator import devcluster
+from plinth.operator.api.conversion import internal
 
 from tests.conftest import Cluster, Operator, install_crds, serve_conversions, wait_for
 
@@ -271,7 +272,7 @@ class Workload:
                 meta = obj["metadata"]
                 if kind == "NamespaceQuota" and not meta["name"].startswith(f"{self.run}-"):
                     continue
-                current[(kind, meta.get("namespace", ""), meta["name"])] = obj
+                current[(kind, meta.get("namespace", ""), meta["name"])] = internal(obj)  # as this run wrote it
         for key in self.live:
             if key not in current:
                 problems.append(f"missing: {key}")

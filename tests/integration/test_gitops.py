@@ -316,8 +316,7 @@ def _write_folder(folder: Path, namespace: str, token: str, cluster: Cluster) ->
             selected = f"{namespace}-{body['metadata']['name']}"[:63].rstrip("-")
             cluster.kubectl("create", "namespace", selected)
             cluster.kubectl("label", "namespace", selected, f"plinth.dev/gitops-test={token}")
-            body["spec"].pop("namespaces", None)
-            body["spec"]["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": selected}}
+            body["spec"]["namespaces"] = {"selector": {"matchLabels": {"kubernetes.io/metadata.name": selected}}}
             refs.append(("namespacequota", body["metadata"]["name"]))
         else:
             body["metadata"]["namespace"] = namespace

@@ -59,30 +59,38 @@ def test_the_chart_runs_the_operator_as_a_restricted_pod(node_cluster: NodeClust
         'operator.extraEnv=[{"name": "PLINTH_WEBHOOK_CA_BUNDLE", "value": "false"}]',
         env=env,
     )
-    pods = node_cluster.get("-n", namespace, "pods", "-l", "app.kubernetes.io/instance=" + name)["items"]
-    (pod,) = [p for p in pods if p["status"]["phase"] == "Running"]
-    assert all(cs["ready"] for cs in pod["status"]["containerStatuses"])
-    assert pod["spec"]["serviceAccountName"].startswith(name)
-
     team = f"team-{suffix}"
-    node_cluster.kubectl("create", "namespace", team)
-    node_cluster.kubectl("label", "namespace", team, f"plinth.dev/team={team}")
-    nsq = {
-        "apiVersion": "plinth.dev/v1alpha1",
-        "kind": "NamespaceQuota",
-        "metadata": {"name": team},
-        "spec": {"namespaces": [team], "perNamespace": {"hard": {"pods": "10"}}},
-    }
-    node_cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(nsq))
-    wait_for(
-        lambda: node_cluster.kubectl("-n", team, "get", "resourcequota", "plinth-quota", check=False).returncode == 0,
-        timeout=120,
-        what="the ResourceQuota the operator Pod writes",
-    )
-    logs = node_cluster.kubectl("-n", namespace, "logs", pod["metadata"]["name"]).stdout
-    assert team in logs
-    # `helm test`: a real Pod resolves the metrics Service through CoreDNS and gets the operator's /healthz.
-    tested = _run(helm, "test", name, "-n", namespace, "--timeout=120s", env=env).stdout
-    assert re.search(rf"TEST SUITE:\s+{name}-plinth-test-healthz.*?Phase:\s+Succeeded", tested, re.S), tested
-    node_cluster.kubectl("delete", "namespacequota", team, "--wait=true", "--timeout=60s")
-    _run(helm, "uninstall", name, "-n", namespace, "--wait", "--timeout=60s", env=env)
+    try:
+        pods = node_cluster.get("-n", namespace, "pods", "-l", "app.kubernetes.io/instance=" + name)["items"]
+        (pod,) = [p for p in pods if p["status"]["phase"] == "Running"]
+        assert all(cs["ready"] for cs in pod["status"]["containerStatuses"])
+        assert pod["spec"]["serviceAccountName"].startswith(name)
+
+        node_cluster.kubectl("create", "namespace", team)
+        node_cluster.kubectl("label", "namespace", team, f"plinth.dev/team={team}")
+        nsq = {
+            "apiVersion": "plinth.dev/v1alpha1",
+            "kind": "NamespaceQuota",
+            "metadata": {"name": team},
+            "spec": {"namespaces": [team], "perNamespace": {"hard": {"pods": "10"}}},
+        }
+        node_cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(nsq))
+        wait_for(
+            lambda: (
+                node_cluster.kubectl("-n", team, "get", "resourcequota", "plinth-quota", check=False).returncode == 0
+            ),
+            timeout=120,
+            what="the ResourceQuota the operator Pod writes",
+        )
+        wait_for(
+            lambda: team in node_cluster.kubectl("-n", namespace, "logs", pod["metadata"]["name"]).stdout,
+            timeout=60,
+            what="the operator Pod reconciling the quota",
+        )
+        # `helm test`: a real Pod resolves the metrics Service through CoreDNS and gets the operator's /healthz.
+        tested = _run(helm, "test", name, "-n", namespace, "--timeout=120s", env=env).stdout
+        assert re.search(rf"TEST SUITE:\s+{name}-plinth-test-healthz.*?Phase:\s+Succeeded", tested, re.S), tested
+    finally:
+        # Whatever failed, this release's operator must not outlive the test: it would fight the session's.
+        node_cluster.kubectl("delete", "namespacequota", team, "--ignore-not-found", "--wait=true", "--timeout=60s")
+        _run(helm, "uninstall", name, "-n", namespace, "--wait", "--timeout=60s", env=env)

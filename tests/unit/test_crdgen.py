@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 from plinth.operator.api import crdgen
+from plinth.operator.api.conversion import internal
 from plinth.operator.api.v1alpha1 import (
-    API_VERSION,
     KINDS,
     ApiModel,
     KindInfo,
@@ -255,8 +255,13 @@ def test_crd_golden_details(info: KindInfo) -> None:
     assert names["categories"] == ["plinth"]
     assert names["listKind"] == f"{info.kind}List"
     beta, version = crd["spec"]["versions"]  # newest first
-    assert (beta["name"], beta["served"], beta["storage"]) == ("v1beta1", True, False)
-    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert (beta["name"], beta["served"], beta["storage"]) == ("v1beta1", True, True)
+    assert "deprecated" not in beta
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, False)
+    assert version["deprecated"] is True
+    assert version["deprecationWarning"] == (
+        f"plinth.dev/v1alpha1 {info.kind} is deprecated; use plinth.dev/v1beta1 (`plinth convert` rewrites manifests)"
+    )
     assert beta["additionalPrinterColumns"] == version["additionalPrinterColumns"]
     assert (
         beta["schema"]["openAPIV3Schema"]["properties"]["status"]
@@ -353,11 +358,11 @@ def test_samples_cover_every_kind_twice() -> None:
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
 def test_sample_parses_into_its_model(path: Path) -> None:
     doc = _load(path)
-    assert doc["apiVersion"] == API_VERSION
+    assert doc["apiVersion"] == "plinth.dev/v1beta1", "samples show the newest version"
     info = kind_info(doc["kind"])
     assert "namespace" not in doc["metadata"], "samples are applied with -n; they must not pin a namespace"
     assert "status" not in doc
-    spec = info.spec_model.model_validate(doc["spec"])
+    spec = info.spec_model.model_validate(internal(doc)["spec"])  # the model the operator works on
     assert spec.to_dict()  # serialises back
 
 

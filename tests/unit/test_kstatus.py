@@ -149,7 +149,7 @@ def _documented_exprs() -> dict[str, dict[str, str]]:
     doc = (ROOT / "docs" / "gitops.md").read_text()
     block = doc.split("```yaml\n  healthCheckExprs:\n", 1)[1].split("```", 1)[0]
     entries = yaml.safe_load("healthCheckExprs:\n" + block)["healthCheckExprs"]
-    assert all(e["apiVersion"] == "plinth.dev/v1alpha1" for e in entries)
+    assert all(e["apiVersion"] == "plinth.dev/v1beta1" for e in entries)
     return {e["kind"]: e for e in entries}
 
 

@@ -20,7 +20,7 @@ META = {
     "labels": {"app.kubernetes.io/managed-by": "plinth", "plinth.dev/modeldeployment": "fraud"},
     "ownerReferences": [
         {
-            "apiVersion": "plinth.dev/v1alpha1",
+            "apiVersion": "plinth.dev/v1beta1",  # the version etcd stores, whichever the owner was read at
             "kind": "ModelDeployment",
             "name": "fraud",
             "uid": "u-1",

@@ -29,10 +29,17 @@ DASHBOARDS = {
 RUNBOOKS = ROOT / "docs" / "runbooks"
 OBSERVABILITY_DOC = ROOT / "docs" / "observability.md"
 
-# Series every Prometheus has: scrape health and the alert state of rules.
+# Series every Prometheus has (scrape health, the alert state of rules), and the API server's own, with the labels
+# Kubernetes documents for them.
 STANDARD_METRICS: dict[str, frozenset[str]] = {
     "up": frozenset(),
     "ALERTS": frozenset({"alertname", "alertstate", "severity", "kind", "slo", "window", "reason"}),
+    "apiserver_request_total": frozenset(
+        {"group", "version", "resource", "subresource", "verb", "scope", "component", "code", "dry_run"}
+    ),
+    "apiserver_requested_deprecated_apis": frozenset(
+        {"group", "version", "resource", "subresource", "removed_release"}
+    ),
 }
 # Labels Prometheus attaches to every scraped series.
 TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "service", "container", "endpoint"})

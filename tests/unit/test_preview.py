@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from plinth.adapters.secrets import ALPHABET, StoredSecret, random_value
+from plinth.operator.api.conversion import internal
 from plinth.operator.api.v1alpha1 import PreviewEnvironmentSpec, parse_quantity
 from plinth.operator.builders import common, preview
 from plinth.operator.reconcilers.previewenvironment import (
@@ -184,10 +185,10 @@ def test_model_deployment_keeps_the_users_spec_and_sleeps() -> None:
     obj = owner(models=[{"name": "scorer", "spec": raw}])
     spec = parsed(obj)
     md = preview.model_deployment(obj, spec.models[0], raw, sleeping=False)
-    assert md["spec"] == raw
+    assert md["apiVersion"] == "plinth.dev/v1beta1", "written at the version etcd stores"
+    assert internal(md)["spec"] == raw
     asleep = preview.model_deployment(obj, spec.models[0], raw, sleeping=True)
-    assert asleep["spec"]["replicas"] == 0
-    assert "autoscaling" not in asleep["spec"]
+    assert asleep["spec"]["scaling"] == {"replicas": 0}
 
 
 def test_copied_secret_takes_type_and_data_but_no_source_metadata() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 import pytest
+from plinth.operator.api.conversion import internal
 from plinth.operator.api.v1alpha1 import PreviewEnvironmentSpec
 from plinth.operator.previewcli import build_manifest, default_name, parse_service, summary
 
@@ -49,7 +50,9 @@ def test_manifest_is_a_valid_spec() -> None:
         domain="preview.example.com",
         copy_secrets=["db", "shared/registry"],
     )
-    spec = PreviewEnvironmentSpec.model_validate(manifest["spec"])
+    assert manifest["apiVersion"] == "plinth.dev/v1beta1"
+    assert manifest["spec"]["lifecycle"] == {"ttl": "24h", "sleepAfter": "2h"}
+    spec = PreviewEnvironmentSpec.model_validate(internal(manifest)["spec"])
     assert spec.services[0].port == 3000
     assert [s.copy_from.namespace for s in spec.secrets if s.copy_from] == [None, "shared"]
     assert spec.ingress is not None and spec.ingress.domain == "preview.example.com"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 import urllib.error
@@ -102,3 +103,27 @@ def test_two_processes_may_serve_one_port(tmp_path: Path) -> None:
         second.shutdown()
         second.server_close()
     assert (tmp_path / CERT_FILE).exists()
+
+
+def test_ready_only_once_the_operator_has_started_and_a_silent_client_blocks_nobody(tmp_path: Path) -> None:
+    certificates = ensure_certificates(tmp_path, ["127.0.0.1"])
+    started = threading.Event()
+    server = serve(certificates, host="127.0.0.1", port=0, recorder=Metrics(), ready=started.is_set)
+    context = ssl.create_default_context(cadata=certificates.ca_pem.decode())
+    url = f"https://127.0.0.1:{server.server_port}"
+    silent = socket.create_connection(("127.0.0.1", server.server_port))  # connects, never says hello
+    try:
+        try:
+            urllib.request.urlopen(f"{url}/readyz", context=context, timeout=10)
+            raise AssertionError("ready before the operator started")
+        except urllib.error.HTTPError as err:
+            assert err.code == 503
+        with urllib.request.urlopen(f"{url}/healthz", context=context, timeout=10) as resp:
+            assert resp.status == 200, "alive all along"
+        started.set()
+        with urllib.request.urlopen(f"{url}/readyz", context=context, timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        silent.close()
+        server.shutdown()
+        server.server_close()
