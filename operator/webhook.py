@@ -155,6 +155,9 @@ def review(request: dict[str, Any]) -> dict[str, Any]:
     uid, desired = body.get("uid", ""), body.get("desiredAPIVersion", "")
     converted, failure = [], None
     for obj in body.get("objects") or []:
+        if not isinstance(obj, dict):
+            failure = "cannot convert an object that is not a JSON object"
+            break
         try:
             converted.append(convert(obj, desired))
         except ConversionError as err:
@@ -185,21 +188,35 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] != CONVERT_PATH:
             self._send(404, {"message": f"not found: {self.path}"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length <= 0 or length > MAX_REVIEW_BYTES:
-            self._send(413 if length else 400, {"message": "a ConversionReview body is required"})
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_REVIEW_BYTES:
+            self._send(413, {"message": f"a ConversionReview of at most {MAX_REVIEW_BYTES} bytes"})
+            return
+        if length <= 0:
+            self._send(400, {"message": "a ConversionReview body (with its Content-Length) is required"})
             return
         try:
             request = json.loads(self.rfile.read(length))
         except ValueError:
             self._send(400, {"message": "the body is not JSON"})
             return
+        body = request.get("request") if isinstance(request, dict) else None
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("desiredAPIVersion"), str)
+            or not isinstance(body.get("objects"), list)
+        ):
+            self._send(400, {"message": "not a ConversionReview: request.desiredAPIVersion and request.objects"})
+            return
         answer = review(request)
-        objects = (request.get("request") or {}).get("objects") or []
+        objects = body["objects"]
         sources = sorted({str(o.get("apiVersion")) for o in objects if isinstance(o, dict)})
         result = answer["response"]["result"]["status"]
         for source in sources or ["none"]:
-            self.recorder.conversion(source, str(request["request"].get("desiredAPIVersion")), result, len(objects))
+            self.recorder.conversion(source, body["desiredAPIVersion"], result, len(objects))
         if result != "Success":
             log.warning(f"webhook: conversion failed: {answer['response']['result']['message']}")
         self._send(200, answer)

@@ -70,6 +70,11 @@ def test_conversions_are_served_over_tls_and_counted(tmp_path: Path) -> None:
         assert status == 200 and answer["response"]["convertedObjects"][0]["apiVersion"] == BETA
         assert metrics.conversions.labels(ALPHA, BETA, "Success")._value.get() == 1
         assert _post(f"{url}/convert", b"not json", context)[0] == 400
+        for malformed in ([], {}, {"request": {"objects": "x", "desiredAPIVersion": BETA}}, {"request": []}):
+            status, answer = _post(f"{url}/convert", json.dumps(malformed).encode(), context)
+            assert status == 400 and "not a ConversionReview" in answer["message"], malformed
+        status, answer = _post(f"{url}/convert", json.dumps(_review([1])).encode(), context)
+        assert status == 200 and answer["response"]["result"]["status"] == "Failure"
         assert _post(f"{url}/elsewhere", b"{}", context)[0] == 404
         with urllib.request.urlopen(f"{url}/readyz", context=context, timeout=10) as resp:
             assert resp.status == 200
