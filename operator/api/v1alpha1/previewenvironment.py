@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import ConfigDict, Field, StrictBool, StringConstraints, model_validator
@@ -209,6 +210,17 @@ _SECRET_NAMES = "secrets: each Secret name (copyFrom.name or generate.name) appe
 _SECRET_NAME_CEL = "(has({0}.copyFrom) ? {0}.copyFrom.name : (has({0}.generate) ? {0}.generate.name : ''))"
 
 
+def check_runs_something_with_distinct_secrets(
+    services: Sequence[object], models: Sequence[object], secrets: Sequence[PreviewSecret]
+) -> None:
+    """The rules on a whole preview spec, at every API version: something to run, and each Secret named once."""
+    if not services and not models:
+        raise ValueError(_NOTHING_TO_RUN)
+    names = [s.secret_name for s in secrets]
+    if len(set(names)) != len(names):
+        raise ValueError(_SECRET_NAMES)
+
+
 class PreviewEnvironmentSpec(ApiModel):
     """What to run for the pull request, for how long, and how to reach it."""
 
@@ -276,11 +288,7 @@ class PreviewEnvironmentSpec(ApiModel):
 
     @model_validator(mode="after")
     def _runs_something_with_distinct_secrets(self) -> PreviewEnvironmentSpec:
-        if not self.services and not self.models:
-            raise ValueError(_NOTHING_TO_RUN)
-        names = [s.secret_name for s in self.secrets]
-        if len(set(names)) != len(names):
-            raise ValueError(_SECRET_NAMES)
+        check_runs_something_with_distinct_secrets(self.services, self.models, self.secrets)
         return self
 
 

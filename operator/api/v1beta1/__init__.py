@@ -41,13 +41,12 @@ from plinth.operator.api.v1alpha1.common import DNS1123Label, PositiveDuration, 
 from plinth.operator.api.v1alpha1.modeldeployment import Canary, Image, ModelRoute
 from plinth.operator.api.v1alpha1.namespacequota import ContainerDefaults, PerNamespaceQuota, TotalQuota
 from plinth.operator.api.v1alpha1.previewenvironment import (
-    _NOTHING_TO_RUN,
-    _SECRET_NAMES,
     PreviewIngress,
     PreviewModel,
     PreviewSecret,
     PreviewService,
     PreviewSource,
+    check_runs_something_with_distinct_secrets,
 )
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
@@ -206,11 +205,7 @@ class PreviewEnvironmentSpecV1beta1(ApiModel):
 
     @model_validator(mode="after")
     def _runs_something_with_distinct_secrets(self) -> PreviewEnvironmentSpecV1beta1:
-        if not self.services and not self.models:
-            raise ValueError(_NOTHING_TO_RUN)
-        names = [s.secret_name for s in self.secrets]
-        if len(set(names)) != len(names):
-            raise ValueError(_SECRET_NAMES)
+        check_runs_something_with_distinct_secrets(self.services, self.models, self.secrets)
         return self
 
 
