@@ -89,13 +89,13 @@ def install_crds(cluster: Cluster) -> None:
     )
 
 
-# A NamespaceQuota at v1beta1: created at a version etcd does not store, so only a working conversion webhook lets
-# the API server store it (and it is deleted at once).
+# A NamespaceQuota at v1alpha1: written at a version etcd does not store, so the API server stores it only once it
+# trusts the webhook's CA and the webhook converts (and it is deleted at once).
 CONVERSION_PROBE = {
-    "apiVersion": "plinth.dev/v1beta1",
+    "apiVersion": "plinth.dev/v1alpha1",
     "kind": "NamespaceQuota",
     "metadata": {"name": "conversion-probe"},
-    "spec": {"namespaces": {"names": ["conversion-probe"]}},
+    "spec": {"namespaces": ["conversion-probe"]},
 }
 
 
@@ -141,13 +141,8 @@ class ConversionWebhook:
             self.proc.kill()
 
 
-# The session's webhook of each cluster, by kubeconfig (a test may stop it and start it again).
-WEBHOOKS: dict[Path, ConversionWebhook] = {}
-
-
 def serve_conversions(cluster: Cluster, log: Path) -> ConversionWebhook:
-    WEBHOOKS[cluster.kubeconfig] = webhook = ConversionWebhook(cluster, log)
-    return webhook
+    return ConversionWebhook(cluster, log)
 
 
 def create_sample_secrets(cluster: Cluster, namespace: str) -> None:

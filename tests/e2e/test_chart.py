@@ -51,15 +51,6 @@ def _run(*args: str | Path, env: dict[str, str] | None = None, check: bool = Tru
     return result
 
 
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    """helm, built once from hack/helm (go.mod pins the version) into the same cache as the control plane."""
-    env = {**os.environ, "PYTHONSAFEPATH": "1"}
-    path = Path(_run(sys.executable, ROOT / "hack" / "helm" / "ensure_helm.py", env=env).stdout.strip())
-    assert "v3.22.0" in _run(path, "version", "--short").stdout
-    return path
-
-
 def _values_file(tmp: Path, values: dict[str, Any]) -> Path:
     path = tmp / f"values-{uuid.uuid4().hex[:8]}.yaml"
     path.write_text(yaml.safe_dump(values))
@@ -107,6 +98,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
     "crds-disabled": {"crds": {"enabled": False}},
+    "policies": {
+        "policies": {
+            "allowedRegistries": {"enabled": True, "prefixes": ["ghcr.io/acme/"], "teams": {"shop": ["ghcr.io/s/"]}},
+            "previewTTL": {"enabled": True},
+            "modelReplicas": {"enabled": True},
+            "requiredLabels": {"enabled": True, "keys": ["cost-center"]},
+            "allowedRepositories": {"enabled": True, "prefixes": ["github.com/acme/"]},
+        }
+    },
     "monitoring": {
         "metrics": {
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}},

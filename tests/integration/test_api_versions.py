@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import yaml
 from plinth.operator.api.conversion import ALPHA, BETA, convert
+from plinth.operator.api.served import WEBHOOK_URL
 
-from tests.conftest import WEBHOOKS, Cluster, Operator, kubectl_binary, wait_for
+from tests.conftest import Cluster, Operator, kubectl_binary, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -147,11 +148,19 @@ def test_with_the_webhook_down_the_api_server_says_so_and_nothing_is_lost(
     manifest = _model(name, namespace)
     _apply(cluster, manifest, "--field-manager=team")
     wait_for(lambda: _deployment_replicas(cluster, namespace, name) == 2, timeout=60, what="the model's Deployment")
-    webhook = WEBHOOKS[cluster.kubeconfig]
-    webhook.stop()
+    # Down as the API server sees it: nothing answers where the CRD sends conversions. (Stopping the session's
+    # webhook would not do: any other process on the machine may serve 127.0.0.1:9443 with the same certificate.)
+    _conversions_at(cluster, "https://127.0.0.1:1/convert")
     try:
-        refused = cluster.kubectl("-n", namespace, "get", "modeldeployments.v1alpha1.plinth.dev", name, check=False)
-        assert refused.returncode != 0
+        refused = wait_for(
+            lambda: (
+                found
+                if (found := cluster.kubectl("-n", namespace, "get", f"{ALPHA_MD}/{name}", check=False)).returncode
+                else None
+            ),
+            timeout=30,
+            what="the API server to use the new webhook address",
+        )
         message = "conversion webhook for plinth.dev/v1beta1, Kind=ModelDeployment failed"
         assert message in refused.stderr, refused.stderr
         manifest["spec"]["replicas"] = 5
@@ -166,8 +175,24 @@ def test_with_the_webhook_down_the_api_server_says_so_and_nothing_is_lost(
         )
         wait_for(lambda: _deployment_replicas(cluster, namespace, name) == 3, timeout=60, what="the operator's rollout")
     finally:
-        webhook.start()
-    assert _get(cluster, ALPHA, namespace, name)["spec"]["replicas"] == 3, "nothing lost, and v1alpha1 reads again"
+        _conversions_at(cluster, WEBHOOK_URL)
+    back = wait_for(
+        lambda: (
+            cluster.kubectl("-n", namespace, "get", f"{ALPHA_MD}/{name}", "-o", "json", check=False).returncode == 0
+        ),
+        timeout=30,
+        what="v1alpha1 to read again",
+    )
+    assert back and _get(cluster, ALPHA, namespace, name)["spec"]["replicas"] == 3, "nothing lost"
+
+
+ALPHA_MD = "modeldeployments.v1alpha1.plinth.dev"
+
+
+def _conversions_at(cluster: Cluster, url: str) -> None:
+    """Point the ModelDeployment CRD's conversion webhook at *url* (the same field the session's CRDs set)."""
+    patch = [{"op": "replace", "path": "/spec/conversion/webhook/clientConfig/url", "value": url}]
+    cluster.kubectl("patch", "crd", "modeldeployments.plinth.dev", "--type=json", "-p", json.dumps(patch))
 
 
 def _deployment_replicas(cluster: Cluster, namespace: str, name: str) -> int | None:
@@ -190,13 +215,47 @@ def test_the_operator_reconciles_an_object_written_at_v1beta1(
 
 
 def _storage(cluster: Cluster, crd: str, version: str) -> None:
-    """Make *version* the storage version of *crd* (as an older Plinth release had it)."""
+    """Make *version* the storage version of *crd* (as an older Plinth release had it), and wait until the API server
+    stores at it: a probe written at the other version is then converted on its way to etcd, which the API server's
+    own conversion metric counts."""
     versions = cluster.get("crd", crd)["spec"]["versions"]
     patch = [
         {"op": "replace", "path": f"/spec/versions/{i}/storage", "value": v["name"] == version}
         for i, v in enumerate(versions)
     ]
     cluster.kubectl("patch", "crd", crd, "--type=json", "-p", json.dumps(patch))
+    other = BETA if version == "v1alpha1" else ALPHA
+    probe = convert({**_quota(f"storage-probe-{uuid.uuid4().hex[:6]}", "storage-probe"), "apiVersion": ALPHA}, other)
+
+    def stored_at_version() -> bool:
+        before = _conversions(cluster, crd, other.split("/")[1], version)
+        _apply(cluster, probe, "--field-manager=team")
+        return _conversions(cluster, crd, other.split("/")[1], version) > before
+
+    try:
+        wait_for(stored_at_version, timeout=60, what=f"{crd} stored at {version}")
+    finally:
+        cluster.kubectl("delete", "namespacequota", probe["metadata"]["name"], "--ignore-not-found", "--wait=false")
+
+
+def _conversions(cluster: Cluster, crd: str, source: str, target: str) -> float:
+    """The API server's count of successful conversions of *crd* objects from *source* to *target*."""
+    metrics = cluster.kubectl("get", "--raw", "/metrics").stdout
+    wanted = f'crd_name="{crd}",from_version="{source}",succeeded="true",to_version="{target}"'
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("apiserver_crd_conversion_webhook_duration_seconds_count{") and wanted in line
+    )
+
+
+def _quota(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": ALPHA,
+        "kind": "NamespaceQuota",
+        "metadata": {"name": name},
+        "spec": {"namespaces": [namespace], "perNamespace": {"hard": {"pods": "3"}}},
+    }
 
 
 def test_the_storage_migration_rewrites_every_object_once_and_trims_stored_versions(cluster: Cluster) -> None:
@@ -208,13 +267,7 @@ def test_the_storage_migration_rewrites_every_object_once_and_trims_stored_versi
     _storage(cluster, crd, "v1alpha1")
     try:
         for name in names:
-            quota = {
-                "apiVersion": ALPHA,
-                "kind": "NamespaceQuota",
-                "metadata": {"name": name},
-                "spec": {"namespaces": [f"absent-{suffix}"], "perNamespace": {"hard": {"pods": "3"}}},
-            }
-            _apply(cluster, quota, "--field-manager=team")
+            _apply(cluster, _quota(name, f"absent-{suffix}"), "--field-manager=team")  # stored as written: v1alpha1
     finally:
         _storage(cluster, crd, "v1beta1")
     try:
