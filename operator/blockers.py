@@ -121,12 +121,15 @@ def deployment(obj: Manifest) -> Blocker | None:
 
 
 def resource_quota(
-    name: str, namespace: str | None, hard: Mapping[str, Any], counted: Mapping[str, Any]
+    name: str, namespace: str | None, hard: Mapping[str, Any], status: Mapping[str, Any]
 ) -> Blocker | None:
-    """A ResourceQuota whose limits *hard* the quota controller has not taken into its status (*counted*, its
-    ``status.hard``) yet: quota admission enforces ``status.hard``, so until then the old limits hold (or, for a new
-    quota, Pods are refused). Keys another manager added to the quota may be there too."""
-    if all(key in counted and _same_amount(value, counted[key]) for key, value in hard.items()):
+    """A ResourceQuota whose limits *hard* the quota controller has not counted yet: each must be in its *status*,
+    under ``hard`` (quota admission enforces status.hard, so until then the old limits hold) and under ``used``
+    (admission refuses whatever a limit without a count applies to: "status unknown for quota"; an object count of a
+    kind the controller has just discovered is counted a little later than the rest). Keys another manager added to
+    the quota may be there too."""
+    counted, used = status.get("hard") or {}, status.get("used") or {}
+    if all(key in counted and key in used and _same_amount(value, counted[key]) for key, value in hard.items()):
         return None
     message = f"the quota controller has not counted usage under these limits in namespace {namespace} yet"
     return Blocker("ResourceQuota", name, reasons.QUOTA_NOT_COUNTED, message)

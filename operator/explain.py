@@ -241,8 +241,8 @@ def _plain(obj: Manifest) -> Node:
         used = (obj.get("status") or {}).get("used") or {}
         hard = spec.get("hard") or {}
         detail = ", ".join(f"{key} {used.get(key, '0')}/{limit}" for key, limit in list(hard.items())[:3])
-        counted = (obj.get("status") or {}).get("hard") or {}
-        if (uncounted := blockers.resource_quota(meta["name"], meta.get("namespace"), hard, counted)) is not None:
+        status = obj.get("status") or {}
+        if (uncounted := blockers.resource_quota(meta["name"], meta.get("namespace"), hard, status)) is not None:
             return Node(kind, meta["name"], meta.get("namespace"), "NotReady", detail, uncounted)
         return Node(kind, meta["name"], meta.get("namespace"), "Ready", detail)
     return Node(kind, meta["name"], meta.get("namespace"), "-", detail)

@@ -147,8 +147,8 @@ def uncounted_quotas(
     for (kind, namespace, name), child in sorted(desired.items()):
         if kind != "ResourceQuota":
             continue
-        counted = ((existing.get((kind, namespace, name)) or {}).get("status") or {}).get("hard") or {}
-        uncounted = blockers.resource_quota(f"{namespace}/{name}", namespace, child["spec"]["hard"], counted)
+        status = (existing.get((kind, namespace, name)) or {}).get("status") or {}
+        uncounted = blockers.resource_quota(f"{namespace}/{name}", namespace, child["spec"]["hard"], status)
         if uncounted is not None:
             found.append(uncounted)
     return found

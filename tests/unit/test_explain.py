@@ -139,9 +139,12 @@ def _serving_model() -> Node:
 
 def _quota_being_counted() -> Node:
     """A NamespaceQuota whose new limits the quota controller has not counted yet: progress, not a fault."""
-    waiting = blockers.resource_quota("plinth-quota", "team-a", {"requests.cpu": "2"}, {"requests.cpu": "1"})
+    hard = {"requests.cpu": "2"}
+    waiting = blockers.resource_quota("plinth-quota", "team-a", hard, {"hard": {"requests.cpu": "1"}})
     assert waiting is not None
-    assert blockers.resource_quota("plinth-quota", "team-a", {"requests.cpu": "2"}, {"requests.cpu": "2000m"}) is None
+    counted = {"hard": {"requests.cpu": "2000m"}, "used": {"requests.cpu": "0"}}
+    assert blockers.resource_quota("plinth-quota", "team-a", hard, counted) is None
+    assert blockers.resource_quota("plinth-quota", "team-a", hard, {"hard": {"requests.cpu": "2"}}), "no count yet"
     return Node(
         "NamespaceQuota",
         "team-shop",

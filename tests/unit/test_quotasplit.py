@@ -95,7 +95,8 @@ def test_a_quota_counts_once_its_controller_took_the_limits_into_its_status() ->
 
     def rq(hard: dict[str, str], counted: dict[str, str] | None = None) -> dict[str, Any]:
         found = {"kind": "ResourceQuota", "metadata": {"name": "plinth-quota"}, "spec": {"hard": hard}}
-        return found | ({"status": {"hard": counted}} if counted is not None else {})
+        status = {"hard": counted, "used": dict.fromkeys(counted, "0")} if counted is not None else None
+        return found | ({"status": status} if status is not None else {})
 
     key = ("ResourceQuota", "team-a", "plinth-quota")
     want = {key: rq({"requests.cpu": "2", "pods": "10"})}
@@ -108,5 +109,9 @@ def test_a_quota_counts_once_its_controller_took_the_limits_into_its_status() ->
     assert not uncounted_quotas(want, {key: rq({}, extra)})
     blocked = uncounted_quotas(want, {key: rq({}, {"requests.cpu": "2"})})
     assert blocked and (blocked[0].reason, blocked[0].stalled) == ("QuotaNotCounted", False)
+    # An object count of a kind the quota controller discovered a moment ago: its limit is there, its count not yet.
+    uncounted = rq({}, {"requests.cpu": "2", "pods": "10"})
+    uncounted["status"]["used"].pop("pods")
+    assert uncounted_quotas(want, {key: uncounted}), "admission refuses while a limit has no count"
     limits = ("LimitRange", "team-a", "plinth-limits")
     assert not uncounted_quotas({limits: {"kind": "LimitRange", "spec": {}}}, {}), "only quotas are counted"
