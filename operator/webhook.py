@@ -161,7 +161,7 @@ def review(request: dict[str, Any]) -> dict[str, Any]:
         try:
             converted.append(convert(obj, desired))
         except ConversionError as err:
-            meta = obj.get("metadata") or {} if isinstance(obj, dict) else {}
+            meta = obj.get("metadata") or {}
             failure = f"cannot convert {meta.get('namespace', '')}/{meta.get('name', '')}: {err}"
             break
     response: dict[str, Any] = {"uid": uid}

@@ -6,6 +6,7 @@ Set ``PLINTH_TEST_KUBECONFIG`` to run the cluster tests against an already runni
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -141,8 +142,15 @@ class ConversionWebhook:
             self.proc.kill()
 
 
-def serve_conversions(cluster: Cluster, log: Path) -> ConversionWebhook:
-    return ConversionWebhook(cluster, log)
+@contextlib.contextmanager
+def plinth_api(cluster: Cluster, log: Path) -> Iterator[None]:
+    """The Plinth CRDs installed in *cluster* and their conversions served (``ConversionWebhook``) while inside."""
+    install_crds(cluster)
+    webhook = ConversionWebhook(cluster, log)
+    try:
+        yield
+    finally:
+        webhook.stop()
 
 
 def create_sample_secrets(cluster: Cluster, namespace: str) -> None:
@@ -157,23 +165,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     configured = os.environ.get("PLINTH_TEST_KUBECONFIG")
     if configured:
         existing = Cluster(Path(configured))
-        install_crds(existing)
-        webhook = serve_conversions(existing, tmp_path_factory.mktemp("webhook") / "webhook.log")
-        yield existing
-        webhook.stop()
+        with plinth_api(existing, tmp_path_factory.mktemp("webhook") / "webhook.log"):
+            yield existing
         return
     directory = tmp_path_factory.mktemp("localkube")
     name = f"pytest-{os.getpid()}"
     running = devcluster.up(name, directory=directory)
-    webhook = None
     try:
         started = Cluster(running.kubeconfig)
-        install_crds(started)
-        webhook = serve_conversions(started, directory / "webhook.log")
-        yield started
+        with plinth_api(started, directory / "webhook.log"):
+            yield started
     finally:
-        if webhook is not None:
-            webhook.stop()
         devcluster.down(name, directory=directory, keep=True)
 
 
@@ -204,7 +206,7 @@ class Operator:
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "plinth"), "run", "--metrics-port", str(self.port)],
-                # Conversions are the session webhook's (serve_conversions), which outlives every operator.
+                # Conversions are the session webhook's (plinth_api), which outlives every operator.
                 env={**self.cluster.env(), "PLINTH_WEBHOOK_PORT": "0", **self.extra_env},
                 stdout=out,
                 stderr=subprocess.STDOUT,

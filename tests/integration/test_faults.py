@@ -27,7 +27,7 @@ import yaml
 from plinth.operator import devcluster
 from plinth.operator.api.conversion import internal
 
-from tests.conftest import Cluster, Operator, install_crds, serve_conversions, wait_for
+from tests.conftest import Cluster, Operator, plinth_api, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -492,15 +492,11 @@ class PrivateCluster:
 def private_cluster(directory: Path) -> Iterator[PrivateCluster]:
     name = f"faults-{uuid.uuid4().hex[:6]}"
     running = devcluster.up(name, directory=directory)
-    webhook = None
     try:
         private = PrivateCluster(name, directory, Cluster(running.kubeconfig))
-        install_crds(private.cluster)
-        webhook = serve_conversions(private.cluster, directory / "webhook.log")
-        yield private
+        with plinth_api(private.cluster, directory / "webhook.log"):
+            yield private
     finally:
-        if webhook is not None:
-            webhook.stop()
         devcluster.down(name, directory=directory, keep=True)  # keep the logs
 
 

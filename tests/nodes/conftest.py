@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from plinth.operator import devcluster, devimages, devnode
 
-from tests.conftest import Cluster, Operator, install_crds, serve_conversions, wait_for
+from tests.conftest import Cluster, Operator, plinth_api, wait_for
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,11 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
     directory = tmp_path_factory.mktemp("localkube-real")
     name = f"pytest-real-{os.getpid()}"
     running = devnode.up(name, directory=directory, log=False)
-    webhook = None
     try:
         started = NodeCluster(running.kubeconfig, ingress=running.ingress, local=running)
-        install_crds(started)
-        webhook = serve_conversions(started, directory / "webhook.log")
-        yield started
+        with plinth_api(started, directory / "webhook.log"):
+            yield started
     finally:
-        if webhook is not None:
-            webhook.stop()
         devcluster.down(name, directory=directory, keep=True)
 
 
